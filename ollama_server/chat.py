@@ -1,0 +1,224 @@
+"""``POST /api/chat``: Ollama's ChatHandler, step for step, over any backend, with faults applied.
+
+Order of checks (as in ``server/routes.go``): body → ``model is required`` → ``model 'x' not found``
+→ unload (empty messages + keep_alive 0) → thinking/tools capability → options → queue + load →
+load reply (empty messages) → format → generation. A streamed reply sends its status line with
+its first line; the final line carries honest counters (eval_count = generated pieces sent,
+prompt_eval_count = the backend's prompt token count, durations from real clocks in ns,
+load_duration only when this request waited for a load).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from . import faults, http, wire
+from .scheduler import QueueFull
+
+log = logging.getLogger("ollama_server.chat")
+JSON = "application/json; charset=utf-8"
+
+
+class Exchange:
+    """One chat request in flight: its connection, log entry, timing and what was sent."""
+
+    def __init__(self, app, req: http.Request, conn: http.Connection, entry: dict):
+        self.app, self.req, self.conn, self.entry = app, req, conn, entry
+        self.sent = 0
+        self.eval_count = 0
+        self.t_loaded = self.t_first = None
+        self.load_ns = 0
+
+    def outcome(self, result: str, status: int | None = None, **extra) -> None:
+        """Record how the request ended (visible in the request log)."""
+        self.entry["status"] = status if status is not None else self.entry.get("status")
+        out = {"result": result, "chunks": self.sent,
+               "duration_ms": (time.perf_counter_ns() - self.req.t0) / 1e6, **extra}
+        self.entry["outcome"] = out
+        if result == "canceled":
+            log.info("chat %s canceled after %d chunks", self.entry["id"], self.sent)
+
+    async def reply(self, status: int, body: bytes, content_type: str = JSON, result: str = "error",
+                    shaper=None) -> None:
+        """A whole (non-streamed) response."""
+        await http.send(self.conn, status, body, content_type, shaper=shaper)
+        if self.entry.get("ttfb_ms") is None:
+            self.entry["ttfb_ms"] = (time.perf_counter_ns() - self.req.t0) / 1e6
+        self.outcome(result if not self.conn.gone.is_set() else "canceled", status)
+
+    async def error(self, status: int, text: str) -> None:
+        """An Ollama error reply ``{"error": text}``."""
+        await self.reply(status, wire.error_body(text), result="error")
+        self.entry["outcome"]["error"] = text
+
+    def final_metrics(self, gen) -> dict:
+        """The metrics of the final line, measured now."""
+        now = time.perf_counter_ns()
+        first = self.t_first or now
+        return wire.metrics(total_duration=now - self.req.t0, load_duration=self.load_ns,
+                            prompt_eval_count=gen.prompt_eval_count,
+                            prompt_eval_duration=first - (self.t_loaded or self.req.t0),
+                            eval_count=gen.eval_count if gen.eval_count is not None else self.eval_count,
+                            eval_duration=now - self.t_first if self.t_first else 0)
+
+
+async def handle(app, req: http.Request, conn: http.Connection, entry: dict) -> None:
+    """Serve one ``/api/chat`` request end to end."""
+    ex = Exchange(app, req, conn, entry)
+    try:
+        body = wire.decode_body(req.body, req.path)
+        keep_alive = wire.parse_keep_alive(body.get("keep_alive"))
+    except wire.DecodeError as err:
+        return await ex.error(400, str(err))
+    name = body.get("model") or ""
+    if not name:
+        return await ex.error(400, "model is required")
+    model = app.backend.get(name)
+    if model is None:
+        return await ex.error(404, "model '%s' not found" % name)
+    messages = body.get("messages") or []
+    plan = faults.FaultPlan(list(model.faults) + app.book.take(req.path, name, not messages))
+    entry["faults"] = plan.kinds
+    if plan.status is not None:
+        status, payload, ctype = faults.status_response(plan.status, name)
+        return await ex.reply(status, payload, ctype, result="status_fault", shaper=plan.shaper)
+    if not messages and keep_alive == 0:
+        app.scheduler.unload(model)
+        return await ex.reply(200, _done_only(app, name, "unload"), result="unload")
+    think = body.get("think")
+    if "thinking" not in model.capabilities and think not in (None, False):
+        return await ex.error(400, '"%s" does not support thinking' % name)
+    if body.get("tools") and "tools" not in model.capabilities:
+        return await ex.error(400, "%s does not support tools" % wire.qualified_name(name))
+    if "completion" not in model.capabilities:
+        return await ex.error(400, '"%s" does not support chat' % name)
+    bad_option = wire.check_options(body.get("options"))
+    if bad_option:
+        return await ex.error(500, bad_option)
+    try:
+        if not await app.scheduler.acquire(model, conn.gone):
+            return ex.outcome("canceled", 499)
+    except QueueFull as err:
+        return await ex.error(503, str(err))
+    try:
+        await _run(ex, body, model, name, plan, keep_alive, think is None or bool(think))
+    finally:
+        app.scheduler.release(model)
+
+
+async def _run(ex: Exchange, body: dict, model, name: str, plan, keep_alive, think: bool) -> None:
+    app, conn = ex.app, ex.conn
+    load_ms = plan.timing.get("load_ms", getattr(model, "load_ms", 0))
+    try:
+        ex.load_ns = await app.scheduler.ensure_loaded(
+            model, keep_alive, lambda: app.backend.load(model, load_ms, conn.gone))
+    except Exception as err:                  # a backend that cannot load: Ollama's 500
+        log.exception("loading %s failed", name)
+        return await ex.error(500, str(err))
+    try:
+        ex.t_loaded = time.perf_counter_ns()
+        if conn.gone.is_set():
+            return ex.outcome("canceled", 499)
+        if not body.get("messages"):
+            return await ex.reply(200, _done_only(app, name, "load"), result="load")
+        fmt = body.get("format")
+        if fmt not in (None, "", "json") and not isinstance(fmt, dict):
+            return await ex.error(500, 'invalid format: %s; expected "json" or a valid JSON Schema object'
+                                  % wire.go_json(wire.go_json(fmt)))
+        gen = app.backend.generate(model, body, think, plan.timing, conn.gone)
+        if body.get("stream", True) is False:
+            await _whole(ex, gen, name, plan)
+        else:
+            await _stream(ex, gen, name, plan)
+    finally:
+        app.scheduler.finish(model)
+
+
+async def _stream(ex: Exchange, gen, name: str, plan: faults.FaultPlan) -> None:
+    """Stream the reply line by line, applying mid-stream faults at their line counts."""
+    conn = ex.conn
+    enc = wire.ChunkEncoder(name, ex.app.local_time)
+    stream = http.ChunkedStream(conn, 200, "application/x-ndjson", plan.shaper)
+
+    def make_line(content: str) -> bytes:
+        return enc.line("content", wire.go_bytes(content))
+
+    async def due(sent) -> str | None:
+        for action in plan.due(sent):
+            started = stream.started
+            result = await faults.run_action(action, stream, conn, make_line)
+            if result == "error_line" and not started:
+                ex.entry["status"] = action.get("status", 500)
+            if result:
+                return result
+        return None
+
+    result = await due(0) if plan.actions else None
+    if result is None:
+        async for field, value, tokens in gen:
+            if ex.t_first is None:
+                ex.t_first = time.perf_counter_ns()
+            encoded = wire.go_bytes(value) if field == "tool_calls" else value
+            if not await stream.send_line(enc.line(field, encoded)):
+                break
+            if ex.sent == 0:
+                ex.entry["ttfb_ms"] = (time.perf_counter_ns() - ex.req.t0) / 1e6
+            ex.sent += 1
+            ex.eval_count += tokens
+            if plan.actions:
+                result = await due(ex.sent)
+                if result:
+                    break
+    if result is None and conn.gone.is_set():
+        result = "canceled"
+    if result is None and plan.actions:
+        result = await due(faults.INF)
+    if result is not None:
+        return ex.outcome(result, 200 if stream.started else ex.entry.get("status"))
+    final = wire.chat_response(name, wire.rfc3339(None, ex.app.local_time), wire.message("assistant", ""),
+                               True, gen.done_reason, ex.final_metrics(gen))
+    ok = await stream.send_line(wire.go_bytes(final) + b"\n") and await stream.finish()
+    ex.outcome("completed" if ok else "canceled", 200, done_reason=gen.done_reason,
+               eval_count=final.get("eval_count", 0), prompt_eval_count=final.get("prompt_eval_count", 0))
+
+
+async def _whole(ex: Exchange, gen, name: str, plan: faults.FaultPlan) -> None:
+    """``stream: false``: one object with the whole message; faults act on that one body."""
+    parts = {"content": [], "thinking": [], "tool_calls": []}
+    async for field, value, tokens in gen:
+        if ex.t_first is None:
+            ex.t_first = time.perf_counter_ns()
+        parts[field].append(value)
+        ex.eval_count += tokens
+    if ex.conn.gone.is_set():
+        return ex.outcome("canceled", 499)
+    content = "".join(wire.decode_piece(p) for p in parts["content"])
+    for action in plan.due(faults.INF):
+        if action["kind"] == "stall":
+            result = await faults.run_action(action, None, ex.conn, None)
+            if result:
+                return ex.outcome(result)
+        elif action["kind"] == "cut":
+            await ex.conn.drain(force=True)
+            ex.conn.close(reset=bool(action.get("reset")))
+            return ex.outcome("cut")
+        elif action["kind"] == "error_line":
+            return await ex.error(action.get("status", 500), action.get("message", faults.STREAM_ERROR))
+        elif action["kind"] == "long_line":
+            content += "x" * int(action.get("bytes", 8_000_100))
+    msg = wire.message("assistant", content, "".join(wire.decode_piece(p) for p in parts["thinking"]),
+                       tool_calls=[c for calls in parts["tool_calls"] for c in calls])
+    obj = wire.chat_response(name, wire.rfc3339(None, ex.app.local_time), msg, True, gen.done_reason,
+                             ex.final_metrics(gen))
+    data = wire.go_bytes(obj)
+    if "malformed" in plan.kinds:
+        data = data[: len(data) // 2]
+    await ex.reply(200, data, result="completed", shaper=plan.shaper)
+    ex.entry["outcome"].update(done_reason=gen.done_reason, eval_count=obj.get("eval_count", 0),
+                               prompt_eval_count=obj.get("prompt_eval_count", 0))
+
+
+def _done_only(app, name: str, reason: str) -> bytes:
+    """The load/unload reply: a done message with no metrics."""
+    return wire.go_bytes(wire.chat_response(name, wire.rfc3339(None, app.local_time),
+                                            wire.message("assistant", ""), True, reason))

@@ -1,0 +1,284 @@
+//! The bridge: turns inputs into per-session jobs, runs them with bounded concurrency, commits
+//! completed exchanges, and answers reset / model checks. No ROS here: the ROS layer calls
+//! [`Bridge::submit`] from its subscription loops (it never waits) and implements [`Outputs`].
+
+use crate::config::{Config, ConfigHandle};
+use crate::exchange;
+use crate::history_files::HistoryFiles;
+use crate::ollama::{Client, ClientConfig, OllamaError};
+use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
+use crate::session::{Admission, Limits, Request, SessionStore};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Session ids longer than this are rejected (they name files and appear in every message).
+pub const MAX_SESSION_ID_CHARS: usize = 128;
+/// The session of inputs that name none (`speech_text`, or an `Utterance` with an empty id).
+pub const DEFAULT_SESSION: &str = "default";
+
+/// Cheap-clone handle to the running bridge.
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ConfigHandle,
+    store: SessionStore,
+    outputs: Arc<dyn Outputs>,
+    history_files: Option<HistoryFiles>,
+    limiter: Semaphore,
+    next_request_id: AtomicU64,
+    /// Parent of every job's cancel token: cancelling it cancels everything.
+    shutdown: CancellationToken,
+    workers: TaskTracker,
+    /// The HTTP client for the current URL and timeouts; rebuilt when they change.
+    client: Mutex<Option<(ClientConfig, Client)>>,
+}
+
+/// Answer of a reset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetAnswer {
+    pub success: bool,
+    pub message: String,
+}
+
+impl Bridge {
+    /// Starts the bridge on the current tokio runtime.
+    pub fn start(config: ConfigHandle, outputs: Arc<dyn Outputs>) -> Bridge {
+        let snapshot = config.get();
+        let store = SessionStore::new();
+        let history_files = snapshot.history_dir.as_ref().and_then(|dir| match HistoryFiles::open(dir) {
+            Ok(files) => {
+                for (session, turns) in files.load_all() {
+                    store.restore(&session, turns, snapshot.max_history_turns);
+                }
+                Some(files)
+            }
+            Err(e) => {
+                log::error!("history_dir '{}' is unusable ({e}); conversations are kept in memory only", dir.display());
+                None
+            }
+        });
+        let bridge = Bridge {
+            inner: Arc::new(Inner {
+                limiter: Semaphore::new(snapshot.max_concurrent_requests),
+                config,
+                store,
+                outputs,
+                history_files,
+                next_request_id: AtomicU64::new(1),
+                shutdown: CancellationToken::new(),
+                workers: TaskTracker::new(),
+                client: Mutex::new(None),
+            }),
+        };
+        bridge.inner.workers.spawn(expire_idle_sessions(bridge.inner.clone()));
+        bridge
+    }
+
+    /// The sessions (for tests and diagnostics).
+    pub fn sessions(&self) -> &SessionStore {
+        &self.inner.store
+    }
+
+    /// Takes one input. Never waits: the answer comes later through [`Outputs`]. An input that
+    /// cannot be queued gets an error response at once; an empty one is ignored with a warning.
+    pub fn submit(&self, session_id: &str, text: String, arrived: Instant) {
+        let inner = &self.inner;
+        let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
+        if text.trim().is_empty() {
+            log::warn!("ignored an empty input for session '{}'", printable(session_id));
+            return;
+        }
+        let config = inner.config.get();
+        let request = Request {
+            id: inner.next_request_id.fetch_add(1, Ordering::Relaxed),
+            session_id: session_id.to_string(),
+            text,
+            arrived,
+        };
+        if let Err(why) = check_input(&request, &config) {
+            return inner.reject(request, &config, Ending::Error(why));
+        }
+        if inner.shutdown.is_cancelled() {
+            return inner.reject(request, &config, Ending::Cancelled);
+        }
+        let limits = Limits { max_queue_per_session: config.max_queue_per_session, max_sessions: config.max_sessions };
+        log::info!("request {} (session '{}'): {} chars in", request.id, request.session_id, request.text.chars().count());
+        let session = request.session_id.clone();
+        match inner.store.admit(request.clone(), limits) {
+            Admission::StartWorker => {
+                inner.workers.spawn(run_session(inner.clone(), session));
+            }
+            Admission::Queued => {}
+            Admission::Rejected(why) => inner.reject(request, &config, Ending::Error(why)),
+        }
+    }
+
+    /// Clears one session (`""` = all). A request of it that is streaming is cancelled and
+    /// answered with `done_reason: cancelled`; inputs still waiting are answered the same way.
+    pub fn reset(&self, session_id: &str) -> ResetAnswer {
+        let inner = &self.inner;
+        let target = (!session_id.is_empty()).then_some(session_id);
+        let report = inner.store.reset(target);
+        let config = inner.config.get();
+        for dropped in report.dropped.iter().cloned() {
+            inner.reject(dropped, &config, Ending::Cancelled);
+        }
+        if let Some(files) = &inner.history_files {
+            let removed = match target {
+                Some(id) => files.remove(id),
+                None => files.remove_all(),
+            };
+            if let Err(e) = removed {
+                log::error!("reset: could not delete the saved history: {e}");
+            }
+        }
+        let what = match target {
+            Some(id) if report.sessions == 0 => {
+                return ResetAnswer { success: true, message: format!("session '{}' is not known: nothing to reset", printable(id)) }
+            }
+            Some(id) => format!("session '{}' reset", printable(id)),
+            None => format!("all {} sessions reset", report.sessions),
+        };
+        let message = format!("{what} ({} streaming request(s) cancelled, {} queued input(s) dropped)",
+            report.cancelled, report.dropped.len());
+        log::info!("{message}");
+        ResetAnswer { success: true, message }
+    }
+
+    /// Asks the server whether `model` exists. `Err` says why not, in words for a person.
+    pub async fn check_model(&self, model: &str) -> Result<(), String> {
+        let model = model.trim();
+        if model.is_empty() {
+            return Err("the model name is empty".into());
+        }
+        let config = self.inner.config.get();
+        let client = self.inner.client(&config).map_err(|e| e.to_string())?;
+        match client.show(model).await {
+            Ok(_) => Ok(()),
+            Err(OllamaError::Status { code: 404, .. }) => Err(format!(
+                "model '{model}' not found on the Ollama server at {}: pull it first (`ollama pull {model}`)", config.ollama_url)),
+            Err(e) => Err(format!("could not check model '{model}': {e}")),
+        }
+    }
+
+    /// Cancels every request (each gets a cancelled response) and waits up to `grace` for them.
+    pub async fn shutdown(&self, grace: Duration) {
+        let inner = &self.inner;
+        inner.shutdown.cancel();
+        inner.workers.close();
+        if tokio::time::timeout(grace, inner.workers.wait()).await.is_err() {
+            log::warn!("shutdown: some requests did not finish within {:.1}s", grace.as_secs_f64());
+        }
+    }
+}
+
+impl Inner {
+    /// The client for `config`'s URL and timeouts (cached; cheap to clone).
+    fn client(&self, config: &Config) -> Result<Client, OllamaError> {
+        let wanted = config.client_config();
+        let mut cached = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((settings, client)) = cached.as_ref() {
+            if *settings == wanted {
+                return Ok(client.clone());
+            }
+        }
+        let client = Client::new(wanted.clone())?;
+        *cached = Some((wanted, client.clone()));
+        Ok(client)
+    }
+
+    /// Answers an input that will not be sent to Ollama.
+    fn reject(&self, request: Request, config: &Config, ending: Ending) {
+        if let Ending::Error(why) = &ending {
+            log::warn!("request {} (session '{}') rejected: {why}", request.id, printable(&request.session_id));
+        }
+        self.outputs.finished(&FinalResponse {
+            session_id: request.session_id,
+            request_id: request.id,
+            prompt: request.text,
+            text: String::new(),
+            model: config.model.clone(),
+            ending,
+            counters: Counters::default(),
+            time_to_first_chunk_s: 0.0,
+            total_time_s: request.arrived.elapsed().as_secs_f64(),
+        });
+    }
+}
+
+/// Validates an input before it is queued.
+fn check_input(request: &Request, config: &Config) -> Result<(), String> {
+    let id = &request.session_id;
+    if id.chars().count() > MAX_SESSION_ID_CHARS {
+        return Err(format!("session id is {} characters long; the limit is {MAX_SESSION_ID_CHARS}", id.chars().count()));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(format!("session id '{}' contains control characters", printable(id)));
+    }
+    let chars = request.text.chars().count();
+    if chars > config.max_input_chars {
+        return Err(format!("input is {chars} characters long; the limit is {} (max_input_chars)", config.max_input_chars));
+    }
+    Ok(())
+}
+
+/// A session id safe to print in a log line.
+fn printable(id: &str) -> String {
+    id.chars().take(MAX_SESSION_ID_CHARS).map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+/// Works through one session's queue, one job at a time, until it is empty.
+async fn run_session(inner: Arc<Inner>, session_id: String) {
+    while let Some(job) = inner.store.next_job(&session_id, &inner.shutdown) {
+        let config = inner.config.get();
+        let permit = tokio::select! {
+            biased;
+            _ = job.cancel.cancelled() => None,
+            permit = inner.limiter.acquire() => permit.ok(),
+        };
+        let outcome = match permit {
+            Some(_permit) => exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref()).await,
+            None => {
+                inner.reject(job.request.clone(), &config, Ending::Cancelled);
+                inner.store.finish(&session_id, job.epoch, None, config.max_history_turns);
+                continue;
+            }
+        };
+        let response = &outcome.response;
+        log::info!("request {} (session '{}'): {} after {:.2}s, {} chars out{}", response.request_id,
+            printable(&session_id), response.ending.done_reason(), response.total_time_s, response.text.len(),
+            if response.ending.error().is_empty() { String::new() } else { format!(": {}", response.ending.error()) });
+        let turn = outcome.turn.clone();
+        if inner.store.finish(&session_id, job.epoch, outcome.turn, config.max_history_turns) {
+            if let (Some(files), Some(turn)) = (&inner.history_files, turn) {
+                if let Err(e) = files.append(&session_id, &turn) {
+                    log::error!("could not save the exchange of session '{}': {e}", printable(&session_id));
+                }
+            }
+        }
+    }
+}
+
+/// Forgets idle sessions after `session_ttl_s`, checking once a second.
+async fn expire_idle_sessions(inner: Arc<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(ttl) = inner.config.get().session_ttl {
+            for id in inner.store.expire_idle(ttl) {
+                log::info!("session '{}' forgotten after {:.0}s idle (session_ttl_s)", printable(&id), ttl.as_secs_f64());
+            }
+        }
+    }
+}

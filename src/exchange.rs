@@ -1,0 +1,198 @@
+//! One exchange: the session's history plus the new input → a streaming `/api/chat` →
+//! partials as they arrive → the final response. Retries happen only before anything was
+//! published, so a listener never sees a partial twice.
+
+use crate::config::Config;
+use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError};
+use crate::outputs::{Counters, Ending, FinalResponse, Outputs, Partial};
+use crate::session::{Job, Turn};
+use std::time::{Duration, Instant};
+
+/// What one exchange produced.
+pub struct ExchangeOutcome {
+    pub response: FinalResponse,
+    /// The turn to add to the history; `None` unless Ollama finished the answer.
+    pub turn: Option<Turn>,
+}
+
+/// Builds the request: system prompt, completed turns, then the new user text.
+pub fn chat_request(config: &Config, history: &[Turn], user_text: &str) -> ChatRequest {
+    let mut messages = Vec::with_capacity(history.len() * 2 + 2);
+    if !config.system_prompt.trim().is_empty() {
+        messages.push(Message::system(&config.system_prompt));
+    }
+    for turn in history {
+        messages.push(Message::user(&turn.user));
+        messages.push(Message::assistant(&turn.assistant));
+    }
+    messages.push(Message::user(user_text));
+    let mut request = ChatRequest::new(&config.model, messages);
+    request.options = config.options.clone();
+    request.keep_alive = config.keep_alive.clone();
+    request.format = config.format.clone();
+    request.think = Some(config.think.into());
+    request
+}
+
+/// Streamed progress of one request, kept across retries.
+struct Progress {
+    text: String,
+    seq: u32,
+    first_chunk: Option<Instant>,
+}
+
+enum Failure {
+    Cancelled,
+    Ollama(OllamaError),
+}
+
+/// Runs `job` to its end and publishes every partial and the final response.
+pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs) -> ExchangeOutcome {
+    let request = &job.request;
+    let mut progress = Progress { text: String::new(), seq: 0, first_chunk: None };
+    let result = match client {
+        Ok(client) => {
+            let chat = chat_request(config, &job.history, &request.text);
+            stream_with_retries(&client, config, &chat, job, outputs, &mut progress).await
+        }
+        Err(e) => Err(Failure::Ollama(e)),
+    };
+    let (ending, counters) = match result {
+        Ok((reason, counters)) => (Ending::Done(reason), counters),
+        Err(Failure::Cancelled) => (Ending::Cancelled, Counters::default()),
+        Err(Failure::Ollama(e)) => (Ending::Error(describe_error(&e, config)), Counters::default()),
+    };
+    let turn = matches!(ending, Ending::Done(_))
+        .then(|| Turn { user: request.text.clone(), assistant: progress.text.clone() });
+    let since = |t: Instant| t.duration_since(request.arrived).as_secs_f64();
+    let response = FinalResponse {
+        session_id: request.session_id.clone(),
+        request_id: request.id,
+        prompt: request.text.clone(),
+        text: progress.text,
+        model: config.model.clone(),
+        ending,
+        counters,
+        time_to_first_chunk_s: progress.first_chunk.map(since).unwrap_or(0.0),
+        total_time_s: since(Instant::now()),
+    };
+    outputs.finished(&response);
+    ExchangeOutcome { response, turn }
+}
+
+/// Backoff before retry `attempt` (1-based): 0.25 s, 0.5 s, 1 s, ... capped at 4 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << attempt.saturating_sub(1).min(4)))
+}
+
+async fn stream_with_retries(
+    client: &Client, config: &Config, chat: &ChatRequest, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
+) -> Result<(String, Counters), Failure> {
+    let mut attempt = 0;
+    loop {
+        match stream_once(client, chat, job, outputs, progress).await {
+            Err(Failure::Ollama(e)) if progress.seq == 0 && e.is_retryable_before_output() && attempt < config.max_retries => {
+                attempt += 1;
+                let wait = backoff(attempt);
+                log::warn!("request {} (session '{}'): {e}; retry {attempt}/{} in {:.2}s",
+                    job.request.id, job.request.session_id, config.max_retries, wait.as_secs_f64());
+                tokio::select! {
+                    _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn stream_once(
+    client: &Client, chat: &ChatRequest, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
+) -> Result<(String, Counters), Failure> {
+    let request = &job.request;
+    let mut stream = tokio::select! {
+        biased;
+        _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
+        opened = client.chat_stream(chat) => opened.map_err(Failure::Ollama)?,
+    };
+    loop {
+        let next = tokio::select! {
+            biased;
+            // Dropping the stream closes the connection, which stops generation in Ollama.
+            _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
+            next = stream.next_chunk() => next,
+        };
+        let chunk: ChatChunk = match next {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => return Err(Failure::Ollama(e)),
+            None => return Err(Failure::Ollama(OllamaError::Truncated)),
+        };
+        let piece = chunk.message.as_ref().map(|m| m.content.as_str()).unwrap_or("");
+        if !piece.is_empty() {
+            progress.first_chunk.get_or_insert_with(Instant::now);
+            outputs.partial(&Partial { session_id: &request.session_id, request_id: request.id, seq: progress.seq, text: piece });
+            log::debug!("request {} chunk {}: {:?}", request.id, progress.seq, piece);
+            progress.text.push_str(piece);
+            progress.seq += 1;
+        }
+        if chunk.done {
+            let reason = chunk.done_reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "stop".into());
+            return Ok((reason, counters(&chunk)));
+        }
+    }
+}
+
+fn counters(chunk: &ChatChunk) -> Counters {
+    let small = |v: Option<u64>| v.unwrap_or(0).min(u64::from(u32::MAX)) as u32;
+    Counters {
+        prompt_eval_count: small(chunk.prompt_eval_count),
+        eval_count: small(chunk.eval_count),
+        total_duration_ns: chunk.total_duration.unwrap_or(0),
+        load_duration_ns: chunk.load_duration.unwrap_or(0),
+        prompt_eval_duration_ns: chunk.prompt_eval_duration.unwrap_or(0),
+        eval_duration_ns: chunk.eval_duration.unwrap_or(0),
+    }
+}
+
+/// The `error` text of a failed request: the cause, plus what to do about it where we know.
+pub fn describe_error(e: &OllamaError, config: &Config) -> String {
+    match e {
+        OllamaError::Status { code: 404, .. } => format!(
+            "{e} — model '{}' is not available on the Ollama server at {}: run `ollama pull {}` there, \
+             or switch with the set_model service",
+            config.model, config.ollama_url, config.model),
+        OllamaError::Stalled { .. } => format!(
+            "{e} — Ollama at {} sent nothing for {:.0} s (request_timeout_s) while answering with model '{}'",
+            config.ollama_url, config.request_timeout.as_secs_f64(), config.model),
+        _ => format!("{e} (model '{}', {})", config.model, config.ollama_url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Params;
+
+    #[test]
+    fn request_carries_system_history_then_user() {
+        let mut params = Params::with_defaults();
+        params.system_prompt = "be brief".into();
+        params.options_json = "{\"seed\":7}".into();
+        let config = Config::from_params(&params).unwrap();
+        let history = [Turn { user: "hi".into(), assistant: "hello".into() }];
+        let body = serde_json::to_value(chat_request(&config, &history, "how are you?")).unwrap();
+        let roles: Vec<_> = body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!(body["messages"][3]["content"], "how are you?");
+        assert_eq!(body["options"]["seed"], 7);
+        assert_eq!(body["think"], false);
+        assert_eq!(body["model"], "llama3.2");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(30), Duration::from_millis(4000));
+    }
+}

@@ -1,0 +1,264 @@
+//! [`OllamaError`]: one variant per way a call to Ollama can fail (the fault matrix).
+//!
+//! Variants carry plain data (no `reqwest::Error` inside), so errors are `Clone`, comparable in
+//! tests, and can cross tasks. Texts never contain the API key.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Everything that can go wrong talking to Ollama, split by what the caller should do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OllamaError {
+    /// The client configuration is unusable (bad URL, zero timeout, bad API key characters).
+    Config(String),
+    /// No connection could be made: refused, DNS failure, TLS failure, unreachable network.
+    Connect {
+        /// The base URL that was tried.
+        url: String,
+        /// The lowest-level cause, e.g. "Connection refused (os error 111)".
+        detail: String,
+    },
+    /// The TCP/TLS connection was not established within `connect_timeout`.
+    ConnectTimeout {
+        /// The base URL that was tried.
+        url: String,
+        /// The configured connect timeout.
+        after: Duration,
+    },
+    /// Ollama answered with a non-2xx status before any output.
+    Status {
+        /// The HTTP status code (400 bad request, 404 unknown model, 503 busy, ...).
+        code: u16,
+        /// The `{"error": ...}` text, or the raw body (truncated) if it was not JSON.
+        message: String,
+    },
+    /// Ollama sent an `{"error": ...}` line after the answer had started (the status stays 200).
+    Server(String),
+    /// Nothing arrived for `after` (no response headers yet, or no bytes mid-stream).
+    Stalled {
+        /// The base URL of the server that went quiet.
+        url: String,
+        /// The configured idle timeout.
+        after: Duration,
+        /// True if the response had not started yet (model loading, queueing, dead proxy).
+        awaiting_headers: bool,
+    },
+    /// Ollama sent something that is not its protocol: bad JSON, over-long line, bad UTF-8.
+    Protocol(String),
+    /// The connection closed (cleanly or not) before the `done: true` chunk.
+    Truncated {
+        /// How many chunks had been received before the cut.
+        chunks: usize,
+        /// What ended the stream, e.g. "connection closed" or the transport error.
+        detail: String,
+    },
+    /// Any other transport failure (after connecting, before a response).
+    Http(String),
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<OllamaError>();
+};
+
+impl OllamaError {
+    /// A short stable name for the variant, e.g. for a `done_reason` or a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OllamaError::Config(_) => "config",
+            OllamaError::Connect { .. } => "connect",
+            OllamaError::ConnectTimeout { .. } => "connect_timeout",
+            OllamaError::Status { .. } => "status",
+            OllamaError::Server(_) => "server",
+            OllamaError::Stalled { .. } => "stalled",
+            OllamaError::Protocol(_) => "protocol",
+            OllamaError::Truncated { .. } => "truncated",
+            OllamaError::Http(_) => "http",
+        }
+    }
+
+    /// The HTTP status code, for [`OllamaError::Status`].
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            OllamaError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// True for Ollama's "model not found" answer (404 `model 'x' not found[, try pulling it first]`).
+    ///
+    /// A 404 that does not mention a model (a wrong URL path, a proxy) is not this.
+    pub fn is_model_not_found(&self) -> bool {
+        match self {
+            OllamaError::Status { code: 404, message } => {
+                let m = message.to_ascii_lowercase();
+                m.contains("model") && m.contains("not found")
+            }
+            _ => false,
+        }
+    }
+
+    /// True if the same request may simply be sent again because nothing was produced yet and
+    /// the cause is likely transient: no connection, connect timeout, 429/503 (busy), or a
+    /// stream cut before its first chunk. Never for 4xx/500 answers, which would fail again.
+    pub fn is_retryable_before_output(&self) -> bool {
+        match self {
+            OllamaError::Connect { .. } | OllamaError::ConnectTimeout { .. } => true,
+            OllamaError::Status { code, .. } => matches!(code, 429 | 503),
+            OllamaError::Truncated { chunks, .. } => *chunks == 0,
+            _ => false,
+        }
+    }
+
+    /// A hint appended to the status text, telling a person what to do.
+    fn status_hint(&self, code: u16) -> &'static str {
+        match code {
+            _ if self.is_model_not_found() => {
+                " - pull the model with `ollama pull <model>` or fix the model name"
+            }
+            401 | 403 => " - check the API key (api_key) for this server",
+            404 => " - is ollama_url/OLLAMA_HOST pointing at Ollama itself, without an extra path?",
+            429 | 503 => {
+                " - Ollama is busy; retry later or raise OLLAMA_NUM_PARALLEL/OLLAMA_MAX_QUEUE"
+            }
+            400 => " - the request was rejected; check the model's capabilities and parameters",
+            _ => "",
+        }
+    }
+}
+
+impl fmt::Display for OllamaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OllamaError::Config(msg) => write!(f, "invalid Ollama client configuration: {msg}"),
+            OllamaError::Connect { url, detail } => write!(
+                f,
+                "cannot connect to Ollama at {url} ({detail}): is `ollama serve` running and \
+                 OLLAMA_HOST/ollama_url right?"
+            ),
+            OllamaError::ConnectTimeout { url, after } => write!(
+                f,
+                "connecting to Ollama at {url} timed out after {after:?}: is the host up and \
+                 reachable, and OLLAMA_HOST/ollama_url right?"
+            ),
+            OllamaError::Status { code, message } => {
+                write!(f, "Ollama answered HTTP {code}: {message}{}", self.status_hint(*code))
+            }
+            OllamaError::Server(msg) => write!(f, "Ollama failed while answering: {msg}"),
+            OllamaError::Stalled { url, after, awaiting_headers: true } => write!(
+                f,
+                "Ollama at {url} did not start answering within {after:?}: the model may still \
+                 be loading or the request is queued; raise idle_timeout if this is expected"
+            ),
+            OllamaError::Stalled { url, after, awaiting_headers: false } => write!(
+                f,
+                "Ollama at {url} stopped sending for {after:?} in the middle of an answer; \
+                 gave up (raise idle_timeout if the model is this slow)"
+            ),
+            OllamaError::Protocol(msg) => write!(f, "unexpected data from Ollama: {msg}"),
+            OllamaError::Truncated { chunks, detail } => write!(
+                f,
+                "stream ended before the final chunk ({detail}, after {chunks} chunk(s)): \
+                 Ollama may have crashed or restarted, or a proxy cut the connection"
+            ),
+            OllamaError::Http(msg) => write!(f, "HTTP error talking to Ollama: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for OllamaError {}
+
+/// The whole `source()` chain of `e`, joined with ": " (reqwest's top level alone says little).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The innermost cause of `e`, e.g. "Connection refused (os error 111)".
+pub(crate) fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, message: &str) -> OllamaError {
+        OllamaError::Status { code, message: message.to_owned() }
+    }
+
+    #[test]
+    fn model_not_found_matches_both_server_wordings_only() {
+        assert!(status(404, "model 'llama9' not found").is_model_not_found());
+        assert!(status(404, r#"model "llama9" not found, try pulling it first"#).is_model_not_found());
+        assert!(!status(404, "404 page not found").is_model_not_found());
+        assert!(!status(400, "model is required").is_model_not_found());
+        assert!(!OllamaError::Server("model not found".into()).is_model_not_found());
+    }
+
+    #[test]
+    fn retryable_only_for_transient_faults_before_output() {
+        let url = "http://127.0.0.1:11434".to_owned();
+        let retry = [
+            OllamaError::Connect { url: url.clone(), detail: "refused".into() },
+            OllamaError::ConnectTimeout { url: url.clone(), after: Duration::from_secs(1) },
+            status(429, "too many requests"),
+            status(503, "server busy, please try again.  maximum pending requests exceeded"),
+            OllamaError::Truncated { chunks: 0, detail: "connection closed".into() },
+        ];
+        let no_retry = [
+            status(400, "model is required"),
+            status(404, "model 'x' not found"),
+            status(500, "boom"),
+            OllamaError::Truncated { chunks: 3, detail: "connection closed".into() },
+            OllamaError::Server("an error was encountered while running the model".into()),
+            OllamaError::Stalled { url, after: Duration::from_secs(1), awaiting_headers: true },
+            OllamaError::Protocol("bad".into()),
+            OllamaError::Http("x".into()),
+            OllamaError::Config("x".into()),
+        ];
+        for e in &retry {
+            assert!(e.is_retryable_before_output(), "{e:?}");
+        }
+        for e in &no_retry {
+            assert!(!e.is_retryable_before_output(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn texts_say_what_failed_and_what_to_do() {
+        let e = OllamaError::Connect {
+            url: "http://x:11434".into(),
+            detail: "Connection refused (os error 111)".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot connect to Ollama at http://x:11434 (Connection refused (os error 111)): \
+             is `ollama serve` running and OLLAMA_HOST/ollama_url right?"
+        );
+        let e = status(404, "model 'llama9' not found");
+        assert!(e.to_string().starts_with("Ollama answered HTTP 404: model 'llama9' not found - pull"));
+        let e = OllamaError::Truncated { chunks: 2, detail: "connection closed".into() };
+        assert!(e.to_string().contains("stream ended before the final chunk"));
+        let e = OllamaError::Stalled {
+            url: "http://x:11434".into(),
+            after: Duration::from_millis(200),
+            awaiting_headers: false,
+        };
+        assert!(e.to_string().contains("stopped sending for 200ms"), "{e}");
+        assert_eq!(e.kind(), "stalled");
+    }
+}

@@ -1,0 +1,130 @@
+//! `OLLAMA_HOST` normalisation, following Ollama's `envconfig.Host()` rules.
+//!
+//! No scheme → `http` with port 11434; `http://` without a port → 80 and `https://` → 443 (as
+//! in Ollama: a scheme makes it a URL); invalid port → the default; quotes and spaces trimmed;
+//! bare `ollama.com` → `https://ollama.com:443`. Like Ollama's `ConnectableHost()`, a bind-all
+//! address (`0.0.0.0`, `::`), often left in `OLLAMA_HOST` from the server's setup, becomes loopback.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Default Ollama port when no scheme is given.
+pub const DEFAULT_PORT: &str = "11434";
+
+/// Normalises an `OLLAMA_HOST`-style value into a base URL without a trailing slash.
+pub(crate) fn normalise(raw: &str) -> String {
+    let s = raw.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+    let (scheme, rest, default_port) = match s.split_once("://") {
+        None if s == "ollama.com" => ("https", "ollama.com:443", "443"),
+        None => ("http", s, DEFAULT_PORT),
+        Some(("http", rest)) => ("http", rest, "80"),
+        Some(("https", rest)) => ("https", rest, "443"),
+        Some((other, rest)) => (other, rest, DEFAULT_PORT),
+    };
+    let (hostport, path) = match rest.split_once('/') {
+        Some((hostport, path)) => (hostport, path.trim_matches('/')),
+        None => (rest, ""),
+    };
+    let (host, port) = match split_host_port(hostport) {
+        Some((host, port)) => (host.to_owned(), port),
+        None => {
+            let bare = hostport.trim_start_matches('[').trim_end_matches(']');
+            match bare.parse::<IpAddr>() {
+                Ok(ip) => (ip.to_string(), default_port),
+                Err(_) => (hostport.to_owned(), default_port),
+            }
+        }
+    };
+    let port = match port.parse::<u16>() {
+        Ok(_) => port,
+        Err(_) => default_port,
+    };
+    let host = connectable(host);
+    let mut url = if host.contains(':') {
+        format!("{scheme}://[{host}]:{port}")
+    } else {
+        format!("{scheme}://{host}:{port}")
+    };
+    if !path.is_empty() {
+        url.push('/');
+        url.push_str(path);
+    }
+    url
+}
+
+/// Go's `net.SplitHostPort`: `host:port` or `[v6]:port`; `None` when there is no port part.
+fn split_host_port(hostport: &str) -> Option<(&str, &str)> {
+    if let Some(inner) = hostport.strip_prefix('[') {
+        let (host, after) = inner.split_once(']')?;
+        let port = after.strip_prefix(':')?;
+        return Some((host, port));
+    }
+    let (host, port) = hostport.rsplit_once(':')?;
+    if host.contains(':') {
+        return None; // a bare IPv6 address: "too many colons"
+    }
+    Some((host, port))
+}
+
+/// Empty and unspecified (bind-all) hosts become the matching loopback address.
+fn connectable(host: String) -> String {
+    match host.parse::<IpAddr>() {
+        _ if host.is_empty() => Ipv4Addr::LOCALHOST.to_string(),
+        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        Ok(IpAddr::V6(ip)) if ip.is_unspecified() => Ipv6Addr::LOCALHOST.to_string(),
+        _ => host,
+    }
+}
+
+/// True if `host` (as in a URL, IPv6 without brackets) is this machine, so no proxy applies
+/// (Go's `ProxyFromEnvironment` skips localhost and loopback addresses the same way).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follows_ollama_envconfig_rules() {
+        let cases = [
+            ("", "http://127.0.0.1:11434"),
+            ("127.0.0.1:11434", "http://127.0.0.1:11434"),
+            ("  \"127.0.0.1:11434\" ", "http://127.0.0.1:11434"),
+            ("http://robot-gpu:11434", "http://robot-gpu:11434"),
+            ("http://robot-gpu:11434/", "http://robot-gpu:11434"),
+            ("robot-gpu", "http://robot-gpu:11434"),
+            ("robot-gpu:8080", "http://robot-gpu:8080"),
+            ("'robot-gpu:8080'", "http://robot-gpu:8080"),
+            ("http://robot-gpu", "http://robot-gpu:80"),
+            ("https://x", "https://x:443"),
+            ("https://x/", "https://x:443"),
+            ("https://x:8443/ollama/", "https://x:8443/ollama"),
+            ("robot-gpu:99999", "http://robot-gpu:11434"),
+            ("robot-gpu:", "http://robot-gpu:11434"),
+            (":8080", "http://127.0.0.1:8080"),
+            ("0.0.0.0", "http://127.0.0.1:11434"),
+            ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+            ("[::1]:11434", "http://[::1]:11434"),
+            ("::1", "http://[::1]:11434"),
+            ("[::]", "http://[::1]:11434"),
+            ("[fe80::1]", "http://[fe80::1]:11434"),
+            ("ollama.com", "https://ollama.com:443"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(normalise(input), want, "OLLAMA_HOST={input:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_detection() {
+        for h in ["localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "[::1]", "::1"] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["robot-gpu", "10.0.0.1", "[fe80::1]", ""] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+}
