@@ -37,7 +37,7 @@ struct Inner {
     shutdown: CancellationToken,
     workers: TaskTracker,
     /// The HTTP client for the current URL and timeouts; rebuilt when they change.
-    client: Mutex<Option<(ClientConfig, Client)>>,
+    client: Mutex<Option<(ClientKey, Client)>>,
 }
 
 /// Answer of a reset.
@@ -183,14 +183,15 @@ impl Inner {
     /// The client for `config`'s URL and timeouts (cached; cheap to clone).
     fn client(&self, config: &Config) -> Result<Client, OllamaError> {
         let wanted = config.client_config();
+        let key = ClientKey::of(&wanted);
         let mut cached = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((settings, client)) = cached.as_ref() {
-            if *settings == wanted {
+        if let Some((cached_key, client)) = cached.as_ref() {
+            if *cached_key == key {
                 return Ok(client.clone());
             }
         }
-        let client = Client::new(wanted.clone())?;
-        *cached = Some((wanted, client.clone()));
+        let client = Client::new(wanted)?;
+        *cached = Some((key, client.clone()));
         Ok(client)
     }
 
@@ -210,6 +211,28 @@ impl Inner {
             time_to_first_chunk_s: 0.0,
             total_time_s: request.arrived.elapsed().as_secs_f64(),
         });
+    }
+}
+
+/// What a cached client was built from (the key itself is not kept, only whether there was one
+/// and a fingerprint of it, so a changed key also rebuilds the client).
+#[derive(PartialEq)]
+struct ClientKey {
+    base_url: String,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    api_key_fingerprint: Option<u64>,
+}
+
+impl ClientKey {
+    fn of(c: &ClientConfig) -> ClientKey {
+        use std::hash::{Hash, Hasher};
+        let api_key_fingerprint = c.api_key.as_ref().map(|k| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            k.hash(&mut h);
+            h.finish()
+        });
+        ClientKey { base_url: c.base_url.clone(), connect_timeout: c.connect_timeout, idle_timeout: c.idle_timeout, api_key_fingerprint }
     }
 }
 

@@ -19,7 +19,7 @@ pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
 /// The node's ROS parameters, with their defaults in [`Params::with_defaults`].
 #[derive(RosParams, Debug, Clone, Default)]
 pub struct Params {
-    /// Ollama server URL (default: $OLLAMA_HOST as Ollama's client reads it, else http://127.0.0.1:11434)
+    /// Ollama server URL ("" = $OLLAMA_HOST as Ollama's client reads it, else http://127.0.0.1:11434)
     pub ollama_url: String,
     /// Model used for new requests; changes are checked against the server first
     pub model: String,
@@ -58,12 +58,8 @@ pub struct Params {
 impl Params {
     /// Defaults, with `ollama_url` taken from `OLLAMA_HOST` when set.
     pub fn with_defaults() -> Params {
-        let ollama_url = match std::env::var("OLLAMA_HOST") {
-            Ok(host) if !host.trim().is_empty() => ClientConfig::from_env_host(&host),
-            _ => DEFAULT_OLLAMA_URL.to_string(),
-        };
         Params {
-            ollama_url,
+            ollama_url: default_ollama_url(),
             model: "llama3.2".into(),
             system_prompt: "You are a friendly robot assistant. Answer in one to three short spoken \
                             sentences, in plain words without markdown, lists or emoji."
@@ -83,6 +79,14 @@ impl Params {
             max_sessions: 1000,
             history_dir: String::new(),
         }
+    }
+}
+
+/// `OLLAMA_HOST` as Ollama's own client reads it, else [`DEFAULT_OLLAMA_URL`].
+pub fn default_ollama_url() -> String {
+    match std::env::var("OLLAMA_HOST") {
+        Ok(host) if !host.trim().is_empty() => ClientConfig::from_env_host(&host),
+        _ => DEFAULT_OLLAMA_URL.to_string(),
     }
 }
 
@@ -156,18 +160,18 @@ pub fn parse_options(text: &str) -> Result<Option<Map<String, Value>>, InvalidPa
 impl Config {
     /// Validates every parameter; the first bad one is reported.
     pub fn from_params(p: &Params) -> Result<Config, InvalidParam> {
-        let ollama_url = p.ollama_url.trim().trim_end_matches('/').to_string();
+        let ollama_url = match p.ollama_url.trim() {
+            "" => default_ollama_url(),
+            url => url.trim_end_matches('/').to_string(),
+        };
         if !(ollama_url.starts_with("http://") || ollama_url.starts_with("https://")) {
             return Err(invalid("ollama_url", format!("'{}' must start with http:// or https://", p.ollama_url)));
         }
         if p.model.trim().is_empty() {
             return Err(invalid("model", "must not be empty"));
         }
-        let keep_alive = match p.keep_alive.trim() {
-            "" => None,
-            text => Some(KeepAlive::parse(text).map_err(|e| invalid("keep_alive", e.to_string()))?),
-        };
-        let format = Format::parse(&p.format).map_err(|e| invalid("format", e.to_string()))?;
+        let keep_alive = KeepAlive::parse_param(&p.keep_alive).map_err(|e| invalid("keep_alive", e.message))?;
+        let format = Format::parse_param(&p.format).map_err(|e| invalid("format", e.message))?;
         let ttl = seconds("session_ttl_s", p.session_ttl_s, true)?;
         Ok(Config {
             ollama_url,

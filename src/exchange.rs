@@ -3,7 +3,7 @@
 //! published, so a listener never sees a partial twice.
 
 use crate::config::Config;
-use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError};
+use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, Think};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs, Partial};
 use crate::session::{Job, Turn};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ pub fn chat_request(config: &Config, history: &[Turn], user_text: &str) -> ChatR
     request.options = config.options.clone();
     request.keep_alive = config.keep_alive.clone();
     request.format = config.format.clone();
-    request.think = Some(config.think.into());
+    request.think = Some(Think::Bool(config.think));
     request
 }
 
@@ -125,9 +125,12 @@ async fn stream_once(
         let chunk: ChatChunk = match next {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => return Err(Failure::Ollama(e)),
-            None => return Err(Failure::Ollama(OllamaError::Truncated)),
+            None => {
+                let detail = "the stream ended before the final chunk".to_string();
+                return Err(Failure::Ollama(OllamaError::Truncated { chunks: progress.seq as usize, detail }));
+            }
         };
-        let piece = chunk.message.as_ref().map(|m| m.content.as_str()).unwrap_or("");
+        let piece = chunk.content();
         if !piece.is_empty() {
             progress.first_chunk.get_or_insert_with(Instant::now);
             outputs.partial(&Partial { session_id: &request.session_id, request_id: request.id, seq: progress.seq, text: piece });

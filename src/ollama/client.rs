@@ -1,4 +1,4 @@
-//! [`Client`] and its [`ClientConfig`]: the HTTP calls, timeouts and status handling.
+//! [`Client`]: the HTTP calls, timeouts, status handling and error mapping.
 
 use std::fmt;
 use std::sync::Arc;
@@ -9,10 +9,11 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::client_config::{self as host, ClientConfig};
 use super::error::{error_chain, root_cause, OllamaError};
-use super::host;
+use super::show::ShowResponse;
 use super::stream::{excerpt, ChatStream};
-use super::types::{ChatRequest, ShowResponse};
+use super::types::ChatRequest;
 
 /// Cap on an error body read to build [`OllamaError::Status`].
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -20,59 +21,6 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_JSON_BODY: usize = 16 * 1024 * 1024;
 /// Longest server text kept in an error message, in characters.
 const MAX_MESSAGE_CHARS: usize = 500;
-
-/// How to reach Ollama. `Debug` never shows the API key.
-#[derive(Clone)]
-pub struct ClientConfig {
-    /// Base URL, e.g. `http://127.0.0.1:11434`; `OLLAMA_HOST` forms are accepted and normalised.
-    pub base_url: String,
-    /// Longest wait for the TCP (and TLS) connection.
-    pub connect_timeout: Duration,
-    /// Longest silence accepted: for the response headers (counted after connecting, so the
-    /// wait is bounded by `connect_timeout + idle_timeout`) and between any two body reads.
-    /// Ollama sends headers only with the first token, so this must cover a model load.
-    pub idle_timeout: Duration,
-    /// Sent as `Authorization: Bearer <key>` when set (remote or proxied Ollama).
-    pub api_key: Option<String>,
-}
-
-impl Default for ClientConfig {
-    /// Local Ollama, 5 s to connect, 120 s of silence tolerated (enough to load most models).
-    fn default() -> Self {
-        ClientConfig {
-            base_url: host::normalise(""),
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(120),
-            api_key: None,
-        }
-    }
-}
-
-impl fmt::Debug for ClientConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientConfig")
-            .field("base_url", &self.base_url)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
-}
-
-impl ClientConfig {
-    /// Normalises an `OLLAMA_HOST` value into a base URL like Ollama's `envconfig.Host()`:
-    /// `""` → `http://127.0.0.1:11434`, `robot-gpu` → `http://robot-gpu:11434`,
-    /// `https://x` → `https://x:443`, `0.0.0.0:11434` → `http://127.0.0.1:11434`.
-    pub fn from_env_host(host: &str) -> String {
-        host::normalise(host)
-    }
-
-    /// The default config with `base_url` taken from the `OLLAMA_HOST` environment variable.
-    pub fn from_env() -> ClientConfig {
-        let host = std::env::var("OLLAMA_HOST").unwrap_or_default();
-        ClientConfig { base_url: Self::from_env_host(&host), ..ClientConfig::default() }
-    }
-}
 
 /// A typed Ollama client. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -110,19 +58,29 @@ impl Client {
             ));
         }
         if cfg.connect_timeout.is_zero() || cfg.idle_timeout.is_zero() {
-            return Err(OllamaError::Config("connect_timeout and idle_timeout must be > 0".into()));
+            return Err(OllamaError::Config(
+                "connect_timeout and idle_timeout must be > 0".into(),
+            ));
         }
         let base_url = host::normalise(&cfg.base_url);
-        let parsed = reqwest::Url::parse(&base_url)
-            .map_err(|e| OllamaError::Config(format!("base_url {base_url:?} is not a valid URL: {e}")))?;
+        let parsed = reqwest::Url::parse(&base_url).map_err(|e| {
+            OllamaError::Config(format!("base_url {base_url:?} is not a valid URL: {e}"))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(OllamaError::Config(format!("base_url {base_url:?} must start with http:// or https://")));
+            return Err(OllamaError::Config(format!(
+                "base_url {base_url:?} must start with http:// or https://"
+            )));
         }
-        let api_key = cfg.api_key.map(|k| k.trim().to_owned()).filter(|k| !k.is_empty());
+        let api_key = cfg
+            .api_key
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty());
         let mut headers = HeaderMap::new();
         if let Some(key) = &api_key {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                OllamaError::Config("api_key contains characters that cannot be sent in an HTTP header".into())
+                OllamaError::Config(
+                    "api_key contains characters that cannot be sent in an HTTP header".into(),
+                )
             })?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
@@ -135,9 +93,9 @@ impl Client {
             // A robot's HTTP(S)_PROXY must not capture the local Ollama (Go's client skips it too).
             builder = builder.no_proxy();
         }
-        let http = builder
-            .build()
-            .map_err(|e| OllamaError::Config(format!("cannot build the HTTP client: {}", error_chain(&e))))?;
+        let http = builder.build().map_err(|e| {
+            OllamaError::Config(format!("cannot build the HTTP client: {}", error_chain(&e)))
+        })?;
         Ok(Client {
             http,
             base_url: base_url.into(),
@@ -162,7 +120,12 @@ impl Client {
         req.stream = true;
         let body = serde_json::to_vec(&req)
             .map_err(|e| OllamaError::Protocol(format!("cannot encode the chat request: {e}")))?;
-        log::debug!("POST {url}: model {} with {} message(s), {} bytes", req.model, req.messages.len(), body.len());
+        log::debug!(
+            "POST {url}: model {} with {} message(s), {} bytes",
+            req.model,
+            req.messages.len(),
+            body.len()
+        );
         let request = self
             .http
             .post(&url)
@@ -170,7 +133,12 @@ impl Client {
             .header(ACCEPT, "application/x-ndjson")
             .body(body);
         let response = self.send(request).await?;
-        Ok(ChatStream::new(response, self.idle_timeout, self.base_url.to_string(), req.model))
+        Ok(ChatStream::new(
+            response,
+            self.idle_timeout,
+            self.base_url.to_string(),
+            req.model,
+        ))
     }
 
     /// `POST /api/show {"model": ..}`: capabilities, details and model info; a missing model is
@@ -194,7 +162,9 @@ impl Client {
         }
         let url = self.endpoint("/api/version");
         log::debug!("GET {url}");
-        let v: Version = self.get_json(self.http.get(&url).header(ACCEPT, "application/json")).await?;
+        let v: Version = self
+            .get_json(self.http.get(&url).header(ACCEPT, "application/json"))
+            .await?;
         Ok(v.version)
     }
 
@@ -217,33 +187,57 @@ impl Client {
         let body = match self.read_body(response, MAX_ERROR_BODY).await {
             Ok(body) => body,
             Err(e) => {
-                log::debug!("could not read the HTTP {status} body from {}: {e}", self.base_url);
+                log::debug!(
+                    "could not read the HTTP {status} body from {}: {e}",
+                    self.base_url
+                );
                 Vec::new()
             }
         };
         let message = self.status_message(status, &body);
-        log::debug!("{} answered HTTP {}: {message}", self.base_url, status.as_u16());
-        Err(OllamaError::Status { code: status.as_u16(), message })
+        log::debug!(
+            "{} answered HTTP {}: {message}",
+            self.base_url,
+            status.as_u16()
+        );
+        Err(OllamaError::Status {
+            code: status.as_u16(),
+            message,
+        })
     }
 
     /// Sends and decodes a whole (small) JSON answer.
-    async fn get_json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, OllamaError> {
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T, OllamaError> {
         let response = self.send(request).await?;
         let body = self.read_body(response, MAX_JSON_BODY).await?;
         serde_json::from_slice(&body).map_err(|e| {
             let text = String::from_utf8_lossy(&body);
-            OllamaError::Protocol(format!("invalid JSON answer ({e}): {}", excerpt(&text, 120)))
+            OllamaError::Protocol(format!(
+                "invalid JSON answer ({e}): {}",
+                excerpt(&text, 120)
+            ))
         })
     }
 
     /// Reads a body of at most `limit` bytes, each read bounded by the idle timeout.
-    async fn read_body(&self, mut response: Response, limit: usize) -> Result<Vec<u8>, OllamaError> {
+    async fn read_body(
+        &self,
+        mut response: Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, OllamaError> {
         let mut body = Vec::new();
         loop {
             match tokio::time::timeout(self.idle_timeout, response.chunk()).await {
                 Err(_) => return Err(self.stalled(false)),
                 Ok(Err(e)) => {
-                    return Err(OllamaError::Http(format!("reading the answer from {}: {}", self.base_url, error_chain(&e))))
+                    return Err(OllamaError::Http(format!(
+                        "reading the answer from {}: {}",
+                        self.base_url,
+                        error_chain(&e)
+                    )))
                 }
                 Ok(Ok(None)) => return Ok(body),
                 Ok(Ok(Some(bytes))) if body.len() + bytes.len() > limit => {
@@ -258,16 +252,26 @@ impl Client {
     }
 
     fn stalled(&self, awaiting_headers: bool) -> OllamaError {
-        OllamaError::Stalled { url: self.base_url.to_string(), after: self.idle_timeout, awaiting_headers }
+        OllamaError::Stalled {
+            url: self.base_url.to_string(),
+            after: self.idle_timeout,
+            awaiting_headers,
+        }
     }
 
     /// Maps a failure of `send()` to the fault matrix.
     fn transport_error(&self, e: &reqwest::Error) -> OllamaError {
         let url = self.base_url.to_string();
         if e.is_connect() && e.is_timeout() {
-            OllamaError::ConnectTimeout { url, after: self.connect_timeout }
+            OllamaError::ConnectTimeout {
+                url,
+                after: self.connect_timeout,
+            }
         } else if e.is_connect() {
-            OllamaError::Connect { url, detail: self.redact(root_cause(e)) }
+            OllamaError::Connect {
+                url,
+                detail: self.redact(root_cause(e)),
+            }
         } else {
             OllamaError::Http(self.redact(error_chain(e)))
         }
@@ -284,7 +288,10 @@ impl Client {
             _ => String::from_utf8_lossy(body).trim().to_owned(),
         };
         if text.is_empty() {
-            return status.canonical_reason().unwrap_or("no details given").to_owned();
+            return status
+                .canonical_reason()
+                .unwrap_or("no details given")
+                .to_owned();
         }
         self.redact(excerpt(&text, MAX_MESSAGE_CHARS))
     }

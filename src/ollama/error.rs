@@ -142,15 +142,27 @@ impl fmt::Display for OllamaError {
                  reachable, and OLLAMA_HOST/ollama_url right?"
             ),
             OllamaError::Status { code, message } => {
-                write!(f, "Ollama answered HTTP {code}: {message}{}", self.status_hint(*code))
+                write!(
+                    f,
+                    "Ollama answered HTTP {code}: {message}{}",
+                    self.status_hint(*code)
+                )
             }
             OllamaError::Server(msg) => write!(f, "Ollama failed while answering: {msg}"),
-            OllamaError::Stalled { url, after, awaiting_headers: true } => write!(
+            OllamaError::Stalled {
+                url,
+                after,
+                awaiting_headers: true,
+            } => write!(
                 f,
                 "Ollama at {url} did not start answering within {after:?}: the model may still \
                  be loading or the request is queued; raise idle_timeout if this is expected"
             ),
-            OllamaError::Stalled { url, after, awaiting_headers: false } => write!(
+            OllamaError::Stalled {
+                url,
+                after,
+                awaiting_headers: false,
+            } => write!(
                 f,
                 "Ollama at {url} stopped sending for {after:?} in the middle of an answer; \
                  gave up (raise idle_timeout if the model is this slow)"
@@ -197,13 +209,18 @@ mod tests {
     use super::*;
 
     fn status(code: u16, message: &str) -> OllamaError {
-        OllamaError::Status { code, message: message.to_owned() }
+        OllamaError::Status {
+            code,
+            message: message.to_owned(),
+        }
     }
 
     #[test]
     fn model_not_found_matches_both_server_wordings_only() {
         assert!(status(404, "model 'llama9' not found").is_model_not_found());
-        assert!(status(404, r#"model "llama9" not found, try pulling it first"#).is_model_not_found());
+        assert!(
+            status(404, r#"model "llama9" not found, try pulling it first"#).is_model_not_found()
+        );
         assert!(!status(404, "404 page not found").is_model_not_found());
         assert!(!status(400, "model is required").is_model_not_found());
         assert!(!OllamaError::Server("model not found".into()).is_model_not_found());
@@ -213,19 +230,38 @@ mod tests {
     fn retryable_only_for_transient_faults_before_output() {
         let url = "http://127.0.0.1:11434".to_owned();
         let retry = [
-            OllamaError::Connect { url: url.clone(), detail: "refused".into() },
-            OllamaError::ConnectTimeout { url: url.clone(), after: Duration::from_secs(1) },
+            OllamaError::Connect {
+                url: url.clone(),
+                detail: "refused".into(),
+            },
+            OllamaError::ConnectTimeout {
+                url: url.clone(),
+                after: Duration::from_secs(1),
+            },
             status(429, "too many requests"),
-            status(503, "server busy, please try again.  maximum pending requests exceeded"),
-            OllamaError::Truncated { chunks: 0, detail: "connection closed".into() },
+            status(
+                503,
+                "server busy, please try again.  maximum pending requests exceeded",
+            ),
+            OllamaError::Truncated {
+                chunks: 0,
+                detail: "connection closed".into(),
+            },
         ];
         let no_retry = [
             status(400, "model is required"),
             status(404, "model 'x' not found"),
             status(500, "boom"),
-            OllamaError::Truncated { chunks: 3, detail: "connection closed".into() },
+            OllamaError::Truncated {
+                chunks: 3,
+                detail: "connection closed".into(),
+            },
             OllamaError::Server("an error was encountered while running the model".into()),
-            OllamaError::Stalled { url, after: Duration::from_secs(1), awaiting_headers: true },
+            OllamaError::Stalled {
+                url,
+                after: Duration::from_secs(1),
+                awaiting_headers: true,
+            },
             OllamaError::Protocol("bad".into()),
             OllamaError::Http("x".into()),
             OllamaError::Config("x".into()),
@@ -250,9 +286,16 @@ mod tests {
              is `ollama serve` running and OLLAMA_HOST/ollama_url right?"
         );
         let e = status(404, "model 'llama9' not found");
-        assert!(e.to_string().starts_with("Ollama answered HTTP 404: model 'llama9' not found - pull"));
-        let e = OllamaError::Truncated { chunks: 2, detail: "connection closed".into() };
-        assert!(e.to_string().contains("stream ended before the final chunk"));
+        assert!(e
+            .to_string()
+            .starts_with("Ollama answered HTTP 404: model 'llama9' not found - pull"));
+        let e = OllamaError::Truncated {
+            chunks: 2,
+            detail: "connection closed".into(),
+        };
+        assert!(e
+            .to_string()
+            .contains("stream ended before the final chunk"));
         let e = OllamaError::Stalled {
             url: "http://x:11434".into(),
             after: Duration::from_millis(200),

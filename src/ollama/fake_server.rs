@@ -39,7 +39,10 @@ pub(crate) struct Captured {
 impl Captured {
     /// A header value by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON.
@@ -64,12 +67,18 @@ impl FakeServer {
         let (ev_tx, events) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             for script in scripts {
-                let Ok((socket, _)) = listener.accept().await else { return };
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
                 let (req_tx, ev_tx) = (req_tx.clone(), ev_tx.clone());
                 tokio::spawn(serve_one(socket, script, req_tx, ev_tx));
             }
         });
-        FakeServer { url, requests, events }
+        FakeServer {
+            url,
+            requests,
+            events,
+        }
     }
 
     /// The next captured request (waits up to 5 s).
@@ -87,7 +96,9 @@ async fn serve_one(
     requests: mpsc::UnboundedSender<Captured>,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let Some(request) = read_request(&mut socket).await else { return };
+    let Some(request) = read_request(&mut socket).await else {
+        return;
+    };
     let _ = requests.send(request);
     for step in script {
         match step {
@@ -101,9 +112,8 @@ async fn serve_one(
                 let mut buf = [0u8; 1024];
                 let closed = tokio::time::timeout(d, async {
                     loop {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => continue,
+                        if let Ok(0) | Err(_) = socket.read(&mut buf).await {
+                            return;
                         }
                     }
                 })
@@ -150,7 +160,12 @@ async fn read_request(socket: &mut TcpStream) -> Option<Captured> {
         }
         body.extend_from_slice(&buf[..n]);
     }
-    Some(Captured { method, path, headers, body })
+    Some(Captured {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 /// Response head of a streaming chat answer (chunked, as Ollama sends it).
@@ -163,7 +178,10 @@ pub(crate) fn ndjson_head() -> Step {
 
 /// Response head of a body that simply ends when the connection closes (no framing).
 pub(crate) fn unframed_ndjson_head() -> Step {
-    Step::Send(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n".to_vec())
+    Step::Send(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n\r\n"
+            .to_vec(),
+    )
 }
 
 /// One HTTP chunk carrying `data` (any bytes, e.g. half a line).
@@ -192,5 +210,10 @@ pub(crate) fn reply(code: u16, reason: &str, content_type: &str, body: &str) -> 
 
 /// A JSON response.
 pub(crate) fn json_reply(code: u16, reason: &str, body: &Value) -> Step {
-    reply(code, reason, "application/json; charset=utf-8", &body.to_string())
+    reply(
+        code,
+        reason,
+        "application/json; charset=utf-8",
+        &body.to_string(),
+    )
 }

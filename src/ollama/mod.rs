@@ -2,17 +2,23 @@
 //! `/api/version`).
 //!
 //! # Layout
-//! Data flows top to bottom:
-//! * `client`: [`Client`] and [`ClientConfig`]: connection settings, the HTTP calls, status
-//!   checks, connect and idle timeouts, the API key (never shown in `Debug`, logs or errors).
+//! In data-path order:
+//! * `client_config`: [`ClientConfig`] (URL, connect and idle timeouts, API key, which `Debug`
+//!   never shows) and `OLLAMA_HOST` normalisation ([`ClientConfig::from_env_host`]).
+//! * `client`: [`Client`]: the HTTP calls (`chat_stream`, `show`, `version`), the status check
+//!   before streaming, the header wait bound, and the mapping of transport failures.
 //! * `stream`: [`ChatStream`]: the response body as [`ChatChunk`]s, with a stall deadline per
 //!   read, `{"error"}` lines and cut connections turned into errors. Dropping it cancels.
 //! * `ndjson`: [`LineReader`]: pure byte-level line splitting, UTF-8 decoded per whole line,
 //!   lines capped at 8,000,000 bytes like Ollama's Go client.
-//! * `types` / `params`: serde types with Ollama's exact wire names; the polymorphic request
-//!   fields [`Format`], [`KeepAlive`] and [`Think`] with their parameter-string parsers.
+//! * `types`, `chunk`, `show`: serde types with Ollama's exact wire names: the chat request
+//!   and messages; the streamed chunks; `/api/show`.
+//! * `params`, `keep_alive`: the polymorphic request fields [`Format`], [`Think`] and
+//!   [`KeepAlive`], with hand-written serde and parsers for parameter strings.
 //! * `error`: [`OllamaError`], one variant per fault (connect, status, stall, truncation, ...).
-//! * `host`: `OLLAMA_HOST` normalisation ([`ClientConfig::from_env_host`]).
+//!
+//! Tests: unit tests in each file; `client_tests` and `stream_tests` drive the client against
+//! `fake_server`, a raw-bytes HTTP server on 127.0.0.1:0.
 //!
 //! Nothing here depends on ROS; logging goes through the `log` crate (chunks at debug).
 //!
@@ -29,11 +35,14 @@
 //! # Ok(()) }
 //! ```
 
+mod chunk;
 mod client;
+mod client_config;
 mod error;
-mod host;
+mod keep_alive;
 mod ndjson;
 mod params;
+mod show;
 mod stream;
 mod types;
 
@@ -44,13 +53,13 @@ mod fake_server;
 #[cfg(test)]
 mod stream_tests;
 
-pub use client::{Client, ClientConfig};
+pub use chunk::{ChatChunk, ResponseMessage};
+pub use client::Client;
+pub use client_config::{ClientConfig, DEFAULT_PORT};
 pub use error::OllamaError;
-pub use host::DEFAULT_PORT;
+pub use keep_alive::KeepAlive;
 pub use ndjson::{LineError, LineReader, MAX_LINE_BYTES};
-pub use params::{Format, KeepAlive, ParamError, Think, ThinkLevel};
+pub use params::{Format, ParamError, Think, ThinkLevel};
+pub use show::{ModelDetails, ShowResponse};
 pub use stream::ChatStream;
-pub use types::{
-    ChatChunk, ChatRequest, Message, ModelDetails, ResponseMessage, Role, ShowResponse, ToolCall,
-    ToolCallFunction,
-};
+pub use types::{ChatRequest, Message, Role, ToolCall, ToolCallFunction};

@@ -29,7 +29,10 @@ impl fmt::Display for LineError {
         match self {
             LineError::TooLong { limit } => write!(f, "line longer than {limit} bytes"),
             LineError::InvalidUtf8 { valid_up_to } => {
-                write!(f, "line is not valid UTF-8 (bad byte at offset {valid_up_to})")
+                write!(
+                    f,
+                    "line is not valid UTF-8 (bad byte at offset {valid_up_to})"
+                )
             }
         }
     }
@@ -65,7 +68,11 @@ impl LineReader {
 
     /// A reader with a custom line cap (in bytes, terminator excluded).
     pub fn with_max_line(max_line: usize) -> Self {
-        LineReader { buf: Vec::new(), max_line, skipping: false }
+        LineReader {
+            buf: Vec::new(),
+            max_line,
+            skipping: false,
+        }
     }
 
     /// Number of bytes held while waiting for the end of the current line.
@@ -102,14 +109,20 @@ impl LineReader {
         if self.buf.len() > self.max_line + 1 {
             self.buf = Vec::new();
             self.skipping = true;
-            out.push(Err(LineError::TooLong { limit: self.max_line }));
+            out.push(Err(LineError::TooLong {
+                limit: self.max_line,
+            }));
         }
         out
     }
 
     /// Ends the input: returns the last line if it had no newline, and resets the reader.
     pub fn finish(&mut self) -> Option<Result<String, LineError>> {
-        let line = if self.skipping { None } else { self.decode(0, self.buf.len()) };
+        let line = if self.skipping {
+            None
+        } else {
+            self.decode(0, self.buf.len())
+        };
         self.buf = Vec::new();
         self.skipping = false;
         line
@@ -125,11 +138,15 @@ impl LineReader {
             return None;
         }
         if line.len() > self.max_line {
-            return Some(Err(LineError::TooLong { limit: self.max_line }));
+            return Some(Err(LineError::TooLong {
+                limit: self.max_line,
+            }));
         }
         Some(match std::str::from_utf8(line) {
             Ok(text) => Ok(text.to_owned()),
-            Err(e) => Err(LineError::InvalidUtf8 { valid_up_to: e.valid_up_to() }),
+            Err(e) => Err(LineError::InvalidUtf8 {
+                valid_up_to: e.valid_up_to(),
+            }),
         })
     }
 }
@@ -182,36 +199,65 @@ mod tests {
 
     #[test]
     fn crlf_and_blank_lines() {
-        let got = all_lines(&mut LineReader::new(), &[b"\n\r\n{\"a\":1}\r\n  \n\r", b"\n{\"b\":2}\n\n"]);
-        assert_eq!(got, vec![Ok("{\"a\":1}".to_owned()), Ok("{\"b\":2}".to_owned())]);
+        let got = all_lines(
+            &mut LineReader::new(),
+            &[b"\n\r\n{\"a\":1}\r\n  \n\r", b"\n{\"b\":2}\n\n"],
+        );
+        assert_eq!(
+            got,
+            vec![Ok("{\"a\":1}".to_owned()), Ok("{\"b\":2}".to_owned())]
+        );
     }
 
     #[test]
     fn error_line_after_output_is_a_line_like_any_other() {
-        let data = b"{\"done\":false}\n{\"error\":\"an error was encountered while running the model\"}\n";
+        let data =
+            b"{\"done\":false}\n{\"error\":\"an error was encountered while running the model\"}\n";
         let got = all_lines(&mut LineReader::new(), &[data]);
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1], Ok(r#"{"error":"an error was encountered while running the model"}"#.to_owned()));
+        assert_eq!(
+            got[1],
+            Ok(r#"{"error":"an error was encountered while running the model"}"#.to_owned())
+        );
     }
 
     #[test]
     fn malformed_lines_are_passed_on_for_the_parser_to_reject() {
-        let got = all_lines(&mut LineReader::new(), &[b"not json\n{\"done\":tr", b"ue}\n"]);
-        assert_eq!(got, vec![Ok("not json".to_owned()), Ok("{\"done\":true}".to_owned())]);
+        let got = all_lines(
+            &mut LineReader::new(),
+            &[b"not json\n{\"done\":tr", b"ue}\n"],
+        );
+        assert_eq!(
+            got,
+            vec![Ok("not json".to_owned()), Ok("{\"done\":true}".to_owned())]
+        );
     }
 
     #[test]
     fn invalid_utf8_is_reported_per_line_and_the_next_line_still_comes() {
         let got = all_lines(&mut LineReader::new(), &[b"ab\xff\ncd\n"]);
-        assert_eq!(got, vec![Err(LineError::InvalidUtf8 { valid_up_to: 2 }), Ok("cd".to_owned())]);
+        assert_eq!(
+            got,
+            vec![
+                Err(LineError::InvalidUtf8 { valid_up_to: 2 }),
+                Ok("cd".to_owned())
+            ]
+        );
     }
 
     #[test]
     fn over_long_line_fails_before_its_newline_arrives_and_the_reader_resyncs() {
         let mut reader = LineReader::with_max_line(8);
         assert_eq!(reader.push(b"0123456"), vec![]);
-        assert_eq!(reader.push(b"89abc"), vec![Err(LineError::TooLong { limit: 8 })]);
-        assert_eq!(reader.buffered(), 0, "must not keep buffering the over-long line");
+        assert_eq!(
+            reader.push(b"89abc"),
+            vec![Err(LineError::TooLong { limit: 8 })]
+        );
+        assert_eq!(
+            reader.buffered(),
+            0,
+            "must not keep buffering the over-long line"
+        );
         assert_eq!(reader.push(b"more of it"), vec![]);
         assert_eq!(reader.buffered(), 0);
         assert_eq!(reader.push(b"end\nok\n"), vec![Ok("ok".to_owned())]);
@@ -220,7 +266,10 @@ mod tests {
     #[test]
     fn over_long_complete_line_in_one_push() {
         let got = all_lines(&mut LineReader::with_max_line(4), &[b"12345\n1234\r\n"]);
-        assert_eq!(got, vec![Err(LineError::TooLong { limit: 4 }), Ok("1234".to_owned())]);
+        assert_eq!(
+            got,
+            vec![Err(LineError::TooLong { limit: 4 }), Ok("1234".to_owned())]
+        );
     }
 
     #[test]
@@ -233,8 +282,14 @@ mod tests {
     #[test]
     fn eof_mid_line_returns_the_partial_line_once() {
         let mut reader = LineReader::new();
-        assert_eq!(reader.push(b"{\"a\":1}\n{\"model\":\"x\",\"cont"), vec![Ok("{\"a\":1}".to_owned())]);
-        assert_eq!(reader.finish(), Some(Ok("{\"model\":\"x\",\"cont".to_owned())));
+        assert_eq!(
+            reader.push(b"{\"a\":1}\n{\"model\":\"x\",\"cont"),
+            vec![Ok("{\"a\":1}".to_owned())]
+        );
+        assert_eq!(
+            reader.finish(),
+            Some(Ok("{\"model\":\"x\",\"cont".to_owned()))
+        );
         assert_eq!(reader.finish(), None);
     }
 
@@ -243,6 +298,9 @@ mod tests {
         let mut reader = LineReader::new();
         let emoji = "🤖".as_bytes();
         assert_eq!(reader.push(&emoji[..2]), vec![]);
-        assert_eq!(reader.finish(), Some(Err(LineError::InvalidUtf8 { valid_up_to: 0 })));
+        assert_eq!(
+            reader.finish(),
+            Some(Err(LineError::InvalidUtf8 { valid_up_to: 0 }))
+        );
     }
 }

@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
 
+use super::chunk::ChatChunk;
 use super::error::{error_chain, OllamaError};
 use super::ndjson::{LineError, LineReader};
-use super::types::ChatChunk;
 
 /// The response body as a stream of byte chunks; transport errors already rendered as text.
 type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, String>> + Send>>;
@@ -61,13 +61,25 @@ impl fmt::Debug for ChatStream {
 
 impl ChatStream {
     /// Wraps an HTTP response whose status was already checked.
-    pub(crate) fn new(response: reqwest::Response, idle_timeout: Duration, url: String, model: String) -> Self {
-        let body = response.bytes_stream().map(|r| r.map_err(|e| error_chain(&e)));
+    pub(crate) fn new(
+        response: reqwest::Response,
+        idle_timeout: Duration,
+        url: String,
+        model: String,
+    ) -> Self {
+        let body = response
+            .bytes_stream()
+            .map(|r| r.map_err(|e| error_chain(&e)));
         Self::from_byte_stream(body, idle_timeout, url, model)
     }
 
     /// Wraps any byte stream (used by tests to feed exact byte splits without a socket).
-    pub(crate) fn from_byte_stream<S>(body: S, idle_timeout: Duration, url: String, model: String) -> Self
+    pub(crate) fn from_byte_stream<S>(
+        body: S,
+        idle_timeout: Duration,
+        url: String,
+        model: String,
+    ) -> Self
     where
         S: Stream<Item = Result<Bytes, String>> + Send + 'static,
     {
@@ -101,7 +113,11 @@ impl ChatStream {
 
     /// Ends the stream and closes the connection; returns `err` for convenience.
     fn fail(&mut self, err: OllamaError) -> OllamaError {
-        log::debug!("chat stream from {} ({}) failed: {err}", self.url, self.model);
+        log::debug!(
+            "chat stream from {} ({}) failed: {err}",
+            self.url,
+            self.model
+        );
         self.finish();
         err
     }
@@ -113,12 +129,18 @@ impl ChatStream {
     }
 
     fn truncated(&mut self, detail: &str) -> OllamaError {
-        let err = OllamaError::Truncated { chunks: self.chunks, detail: detail.to_owned() };
+        let err = OllamaError::Truncated {
+            chunks: self.chunks,
+            detail: detail.to_owned(),
+        };
         self.fail(err)
     }
 
     /// Books a parsed line: counts chunks, ends the stream on `done` or on an error.
-    fn on_result(&mut self, result: Result<ChatChunk, OllamaError>) -> Result<ChatChunk, OllamaError> {
+    fn on_result(
+        &mut self,
+        result: Result<ChatChunk, OllamaError>,
+    ) -> Result<ChatChunk, OllamaError> {
         match result {
             Ok(chunk) => {
                 self.chunks += 1;
@@ -143,7 +165,10 @@ impl ChatStream {
     fn on_line(&mut self, line: Result<String, LineError>) -> Result<ChatChunk, OllamaError> {
         let result = match line {
             Ok(text) => parse_line(&text),
-            Err(e) => Err(OllamaError::Protocol(format!("{e} in the chat stream from {}", self.url))),
+            Err(e) => Err(OllamaError::Protocol(format!(
+                "{e} in the chat stream from {}",
+                self.url
+            ))),
         };
         self.on_result(result)
     }
@@ -157,7 +182,9 @@ impl ChatStream {
         };
         match parsed {
             // An unparsable tail is the cut-off start of a line, not a protocol violation.
-            Err(OllamaError::Protocol(_)) => Some(Err(self.truncated("connection closed mid-line"))),
+            Err(OllamaError::Protocol(_)) => {
+                Some(Err(self.truncated("connection closed mid-line")))
+            }
             other => Some(self.on_result(other)),
         }
     }
@@ -239,10 +266,11 @@ pub(crate) fn parse_line(line: &str) -> Result<ChatChunk, OllamaError> {
     if !line.trim_start().starts_with('{') {
         return Err(bad("line is not a JSON object".into()));
     }
-    let probe: Probe = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON line ({e})")))?;
+    let probe: Probe =
+        serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON line ({e})")))?;
     match probe.error {
         Some(Value::String(msg)) if !msg.is_empty() => return Err(OllamaError::Server(msg)),
-        Some(Value::Null) | Some(Value::String(_)) | None => {}
+        Some(Value::Null | Value::String(_)) | None => {}
         Some(other) => return Err(OllamaError::Server(other.to_string())),
     }
     if probe.done.is_none() {
@@ -257,20 +285,37 @@ mod tests {
 
     #[test]
     fn parse_line_sorts_chunks_errors_and_garbage() {
-        let chunk = parse_line(r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#).unwrap();
+        let chunk = parse_line(
+            r#"{"model":"m","message":{"role":"assistant","content":"Hi"},"done":false}"#,
+        )
+        .unwrap();
         assert_eq!(chunk.content(), "Hi");
         assert_eq!(
             parse_line(r#"{"error":"an error was encountered while running the model"}"#),
-            Err(OllamaError::Server("an error was encountered while running the model".into()))
+            Err(OllamaError::Server(
+                "an error was encountered while running the model".into()
+            ))
         );
-        for garbage in ["not json", "[1,2]", "42", "{}", r#"{"status":"pulling"}"#, r#"{"done":"yes"}"#, "{\"done\":tr"] {
+        for garbage in [
+            "not json",
+            "[1,2]",
+            "42",
+            "{}",
+            r#"{"status":"pulling"}"#,
+            r#"{"done":"yes"}"#,
+            "{\"done\":tr",
+        ] {
             match parse_line(garbage) {
-                Err(OllamaError::Protocol(msg)) => assert!(msg.contains(&excerpt(garbage, 120)), "{msg}"),
+                Err(OllamaError::Protocol(msg)) => {
+                    assert!(msg.contains(&excerpt(garbage, 120)), "{msg}")
+                }
                 other => panic!("{garbage}: {other:?}"),
             }
         }
         let long = format!("{{\"x\":\"{}\"}}", "é".repeat(500));
-        let Err(OllamaError::Protocol(msg)) = parse_line(&long) else { panic!() };
+        let Err(OllamaError::Protocol(msg)) = parse_line(&long) else {
+            panic!()
+        };
         assert!(msg.len() < 400, "excerpt must stay short: {}", msg.len());
     }
 }

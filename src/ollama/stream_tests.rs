@@ -7,7 +7,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::client_tests::{client, hello};
-use super::fake_server::{chunk, end_chunks, ndjson_head, unframed_ndjson_head, Event, FakeServer, Step};
+use super::fake_server::{
+    chunk, end_chunks, ndjson_head, unframed_ndjson_head, Event, FakeServer, Step,
+};
 use super::{ChatChunk, ChatStream, OllamaError, MAX_LINE_BYTES};
 
 /// The api-chat.md streaming transcript, compacted, with "é" and an emoji added.
@@ -34,7 +36,10 @@ async fn drain(stream: &mut ChatStream) -> (Vec<ChatChunk>, Option<OllamaError>)
         match item {
             Ok(c) => chunks.push(c),
             Err(e) => {
-                assert!(stream.next_chunk().await.is_none(), "an error must end the stream");
+                assert!(
+                    stream.next_chunk().await.is_none(),
+                    "an error must end the stream"
+                );
                 return (chunks, Some(e));
             }
         }
@@ -44,12 +49,15 @@ async fn drain(stream: &mut ChatStream) -> (Vec<ChatChunk>, Option<OllamaError>)
 
 async fn run(script: Vec<Step>) -> (Vec<ChatChunk>, Option<OllamaError>) {
     let server = FakeServer::start(vec![script]).await;
-    let mut stream = client(&server.url).chat_stream(&hello()).await.expect("200");
+    let mut stream = client(&server.url)
+        .chat_stream(&hello())
+        .await
+        .expect("200");
     drain(&mut stream).await
 }
 
 fn contents(chunks: &[ChatChunk]) -> Vec<&str> {
-    chunks.iter().map(|c| c.content()).collect()
+    chunks.iter().map(ChatChunk::content).collect()
 }
 
 #[tokio::test]
@@ -57,9 +65,13 @@ async fn in_memory_body_split_at_every_byte_offset_gives_identical_chunks() {
     let bytes = TRANSCRIPT.as_bytes();
     let mut reference = None;
     for i in 0..=bytes.len() {
-        let parts = vec![Ok(Bytes::copy_from_slice(&bytes[..i])), Ok(Bytes::copy_from_slice(&bytes[i..]))];
+        let parts = vec![
+            Ok(Bytes::copy_from_slice(&bytes[..i])),
+            Ok(Bytes::copy_from_slice(&bytes[i..])),
+        ];
         let body = futures::stream::iter(parts);
-        let mut s = ChatStream::from_byte_stream(body, Duration::from_secs(5), "mem".into(), "m".into());
+        let mut s =
+            ChatStream::from_byte_stream(body, Duration::from_secs(5), "mem".into(), "m".into());
         let (chunks, err) = drain(&mut s).await;
         assert_eq!(err, None, "split at {i}");
         assert_eq!(contents(&chunks), ["The", " café 🤖", ""], "split at {i}");
@@ -69,7 +81,14 @@ async fn in_memory_body_split_at_every_byte_offset_gives_identical_chunks() {
         }
     }
     let last = reference.unwrap().pop().unwrap();
-    assert_eq!((last.done_reason.as_deref(), last.eval_count, last.total_duration), (Some("stop"), Some(282), Some(4883583458)));
+    assert_eq!(
+        (
+            last.done_reason.as_deref(),
+            last.eval_count,
+            last.total_duration
+        ),
+        (Some("stop"), Some(282), Some(4883583458))
+    );
 }
 
 #[tokio::test]
@@ -95,7 +114,11 @@ async fn streams_the_transcript_sent_in_odd_splits() {
 
 #[tokio::test]
 async fn done_chunk_ends_the_stream_without_waiting_for_the_server_to_close() {
-    let script = vec![ndjson_head(), chunk(&[token("Hi"), DONE.to_vec(), token("late")].concat()), Step::Pause(Duration::from_secs(3))];
+    let script = vec![
+        ndjson_head(),
+        chunk(&[token("Hi"), DONE.to_vec(), token("late")].concat()),
+        Step::Pause(Duration::from_secs(3)),
+    ];
     let started = Instant::now();
     let (chunks, err) = run(script).await;
     assert_eq!((contents(&chunks), err), (vec!["Hi", ""], None));
@@ -105,14 +128,33 @@ async fn done_chunk_ends_the_stream_without_waiting_for_the_server_to_close() {
 #[tokio::test]
 async fn error_line_mid_stream_is_a_server_error_after_the_output() {
     let error = b"{\"error\":\"an error was encountered while running the model\"}\n";
-    let (chunks, err) = run(vec![ndjson_head(), chunk(&token("Yes")), chunk(error), chunk(DONE), end_chunks()]).await;
+    let (chunks, err) = run(vec![
+        ndjson_head(),
+        chunk(&token("Yes")),
+        chunk(error),
+        chunk(DONE),
+        end_chunks(),
+    ])
+    .await;
     assert_eq!(contents(&chunks), ["Yes"]);
-    assert_eq!(err, Some(OllamaError::Server("an error was encountered while running the model".into())));
+    assert_eq!(
+        err,
+        Some(OllamaError::Server(
+            "an error was encountered while running the model".into()
+        ))
+    );
 }
 
 #[tokio::test]
 async fn malformed_line_is_a_protocol_error_with_an_excerpt() {
-    let (chunks, err) = run(vec![ndjson_head(), chunk(&token("a")), chunk(b"<html>oops</html>\n"), chunk(DONE), end_chunks()]).await;
+    let (chunks, err) = run(vec![
+        ndjson_head(),
+        chunk(&token("a")),
+        chunk(b"<html>oops</html>\n"),
+        chunk(DONE),
+        end_chunks(),
+    ])
+    .await;
     assert_eq!(chunks.len(), 1);
     match err {
         Some(OllamaError::Protocol(msg)) => assert!(msg.contains("<html>oops</html>"), "{msg}"),
@@ -122,28 +164,59 @@ async fn malformed_line_is_a_protocol_error_with_an_excerpt() {
 
 #[tokio::test]
 async fn connection_cut_mid_stream_is_truncated_after_the_chunks_received() {
-    let (chunks, err) = run(vec![ndjson_head(), chunk(&token("Hel")), chunk(b"{\"model\":\"llama3.2\",\"crea")]).await;
+    let (chunks, err) = run(vec![
+        ndjson_head(),
+        chunk(&token("Hel")),
+        chunk(b"{\"model\":\"llama3.2\",\"crea"),
+    ])
+    .await;
     assert_eq!(contents(&chunks), ["Hel"]);
-    let Some(err @ OllamaError::Truncated { chunks: 1, .. }) = err else { panic!("{err:?}") };
+    let Some(err @ OllamaError::Truncated { chunks: 1, .. }) = err else {
+        panic!("{err:?}")
+    };
     assert!(!err.is_retryable_before_output());
-    assert!(err.to_string().contains("stream ended before the final chunk"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("stream ended before the final chunk"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn clean_close_without_done_is_truncated_and_retryable_if_nothing_came() {
     let (chunks, err) = run(vec![unframed_ndjson_head(), Step::Send(token("Hi"))]).await;
     assert_eq!(contents(&chunks), ["Hi"]);
-    assert_eq!(err, Some(OllamaError::Truncated { chunks: 1, detail: "connection closed".into() }));
-    let (chunks, err) = run(vec![unframed_ndjson_head(), Step::Send(b"{\"model\":\"x\",\"message\":{\"ro".to_vec())]).await;
+    assert_eq!(
+        err,
+        Some(OllamaError::Truncated {
+            chunks: 1,
+            detail: "connection closed".into()
+        })
+    );
+    let (chunks, err) = run(vec![
+        unframed_ndjson_head(),
+        Step::Send(b"{\"model\":\"x\",\"message\":{\"ro".to_vec()),
+    ])
+    .await;
     assert!(chunks.is_empty());
     let err = err.unwrap();
-    assert_eq!(err, OllamaError::Truncated { chunks: 0, detail: "connection closed mid-line".into() });
+    assert_eq!(
+        err,
+        OllamaError::Truncated {
+            chunks: 0,
+            detail: "connection closed mid-line".into()
+        }
+    );
     assert!(err.is_retryable_before_output());
 }
 
 #[tokio::test]
 async fn last_line_without_newline_is_still_accepted() {
-    let (chunks, err) = run(vec![unframed_ndjson_head(), Step::Send([token("Hi"), DONE[..DONE.len() - 1].to_vec()].concat())]).await;
+    let (chunks, err) = run(vec![
+        unframed_ndjson_head(),
+        Step::Send([token("Hi"), DONE[..DONE.len() - 1].to_vec()].concat()),
+    ])
+    .await;
     assert_eq!((contents(&chunks), err), (vec!["Hi", ""], None));
 }
 
@@ -159,17 +232,34 @@ async fn stall_mid_stream_is_detected_per_read() {
     let started = Instant::now();
     let (chunks, err) = run(script).await;
     assert_eq!(chunks.len(), 6);
-    assert!(matches!(err, Some(OllamaError::Stalled { awaiting_headers: false, after, .. }) if after == Duration::from_millis(200)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        matches!(err, Some(OllamaError::Stalled { awaiting_headers: false, after, .. }) if after == Duration::from_millis(200)),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn dropping_the_stream_closes_the_connection() {
-    let mut server = FakeServer::start(vec![vec![ndjson_head(), chunk(&token("Once")), Step::AwaitClientClose(Duration::from_secs(3))]]).await;
+    let mut server = FakeServer::start(vec![vec![
+        ndjson_head(),
+        chunk(&token("Once")),
+        Step::AwaitClientClose(Duration::from_secs(3)),
+    ]])
+    .await;
     let mut stream = client(&server.url).chat_stream(&hello()).await.unwrap();
-    assert_eq!(stream.next_chunk().await.unwrap().unwrap().content(), "Once");
+    assert_eq!(
+        stream.next_chunk().await.unwrap().unwrap().content(),
+        "Once"
+    );
     drop(stream);
-    let event = tokio::time::timeout(Duration::from_secs(5), server.events.recv()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), server.events.recv())
+        .await
+        .unwrap();
     assert_eq!(event, Some(Event::ClientClosed(true)));
 }
 
@@ -186,7 +276,9 @@ async fn over_long_line_fails_without_buffering_it_all() {
     let (chunks, err) = drain(&mut stream).await;
     assert_eq!(chunks.len(), 1);
     match err {
-        Some(OllamaError::Protocol(msg)) => assert!(msg.contains("longer than 8000000 bytes"), "{msg}"),
+        Some(OllamaError::Protocol(msg)) => {
+            assert!(msg.contains("longer than 8000000 bytes"), "{msg}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -195,9 +287,16 @@ async fn over_long_line_fails_without_buffering_it_all() {
 async fn implements_futures_stream() {
     let (tx, body) = futures::channel::mpsc::unbounded::<Result<Bytes, String>>();
     tx.unbounded_send(Ok(Bytes::from(token("x")))).unwrap();
-    tx.unbounded_send(Err("connection reset by peer".into())).unwrap();
+    tx.unbounded_send(Err("connection reset by peer".into()))
+        .unwrap();
     let s = ChatStream::from_byte_stream(body, Duration::from_secs(5), "mem".into(), "m".into());
     let items: Vec<_> = s.collect().await;
     assert_eq!(items.len(), 2);
-    assert_eq!(items[1], Err(OllamaError::Truncated { chunks: 1, detail: "connection reset by peer".into() }));
+    assert_eq!(
+        items[1],
+        Err(OllamaError::Truncated {
+            chunks: 1,
+            detail: "connection reset by peer".into()
+        })
+    );
 }

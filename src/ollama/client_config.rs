@@ -1,14 +1,73 @@
-//! `OLLAMA_HOST` normalisation, following Ollama's `envconfig.Host()` rules.
+//! [`ClientConfig`]: where Ollama is and how long to wait for it, and `OLLAMA_HOST`
+//! normalisation following Ollama's `envconfig.Host()` rules:
 //!
 //! No scheme → `http` with port 11434; `http://` without a port → 80 and `https://` → 443 (as
 //! in Ollama: a scheme makes it a URL); invalid port → the default; quotes and spaces trimmed;
 //! bare `ollama.com` → `https://ollama.com:443`. Like Ollama's `ConnectableHost()`, a bind-all
 //! address (`0.0.0.0`, `::`), often left in `OLLAMA_HOST` from the server's setup, becomes loopback.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 /// Default Ollama port when no scheme is given.
 pub const DEFAULT_PORT: &str = "11434";
+
+/// How to reach Ollama. `Debug` never shows the API key.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// Base URL, e.g. `http://127.0.0.1:11434`; `OLLAMA_HOST` forms are accepted and normalised.
+    pub base_url: String,
+    /// Longest wait for the TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Longest silence accepted: for the response headers (counted after connecting, so the
+    /// wait is bounded by `connect_timeout + idle_timeout`) and between any two body reads.
+    /// Ollama sends headers only with the first token, so this must cover a model load.
+    pub idle_timeout: Duration,
+    /// Sent as `Authorization: Bearer <key>` when set (remote or proxied Ollama).
+    pub api_key: Option<String>,
+}
+
+impl Default for ClientConfig {
+    /// Local Ollama, 5 s to connect, 120 s of silence tolerated (enough to load most models).
+    fn default() -> Self {
+        ClientConfig {
+            base_url: normalise(""),
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(120),
+            api_key: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("base_url", &self.base_url)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl ClientConfig {
+    /// Normalises an `OLLAMA_HOST` value into a base URL like Ollama's `envconfig.Host()`:
+    /// `""` → `http://127.0.0.1:11434`, `robot-gpu` → `http://robot-gpu:11434`,
+    /// `https://x` → `https://x:443`, `0.0.0.0:11434` → `http://127.0.0.1:11434`.
+    pub fn from_env_host(host: &str) -> String {
+        normalise(host)
+    }
+
+    /// The default config with `base_url` taken from the `OLLAMA_HOST` environment variable.
+    pub fn from_env() -> ClientConfig {
+        let host = std::env::var("OLLAMA_HOST").unwrap_or_default();
+        ClientConfig {
+            base_url: Self::from_env_host(&host),
+            ..ClientConfig::default()
+        }
+    }
+}
 
 /// Normalises an `OLLAMA_HOST`-style value into a base URL without a trailing slash.
 pub(crate) fn normalise(raw: &str) -> String {
@@ -80,7 +139,7 @@ fn connectable(host: String) -> String {
 pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -120,7 +179,14 @@ mod tests {
 
     #[test]
     fn loopback_detection() {
-        for h in ["localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "[::1]", "::1"] {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "::1",
+        ] {
             assert!(is_loopback(h), "{h}");
         }
         for h in ["robot-gpu", "10.0.0.1", "[fe80::1]", ""] {

@@ -1,0 +1,224 @@
+"""Endpoints: Ollama's (``/``, ``/api/version|tags|show|ps|pull|chat``) and the emulator's control API.
+
+Control API (not Ollama; every answer is JSON):
+
+* ``GET /_emulator/requests[?path=/api/chat]`` → ``{"requests": [entry, ...]}``; an entry has ``id``,
+  ``method``, ``path``, ``query``, ``headers``, ``body`` (parsed JSON or null), ``raw_body`` (text when
+  not JSON), ``received_at`` (RFC 3339), ``received_ns``, ``status``, ``ttfb_ms``, ``faults`` and
+  ``outcome`` ({``result``, ``chunks``, ``duration_ms``, ``done_reason``, ``eval_count``, ...}).
+* ``DELETE /_emulator/requests`` → ``{"cleared": n}``
+* ``POST /_emulator/faults`` (``{"faults": [entry, ...]}``, a list or one entry) → ``{"queued": n}``;
+  ``GET`` lists the queue, ``DELETE`` empties it.
+* ``POST /_emulator/models`` ``{"models": {name: script}, "replace": false}`` → ``{"models": [names]}``;
+  ``GET`` lists the scripts.
+* ``POST /_emulator/reset`` → start-up models, no faults, empty log, nothing loaded.
+* ``GET /_emulator/state`` → loaded models, running and waiting requests, queue and log sizes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.parse
+
+from . import chat, faults, http, wire
+from .scheduler import Scheduler
+
+log = logging.getLogger("ollama_server.routes")
+JSON = "application/json; charset=utf-8"
+CONTROL = "/_emulator/"
+
+
+class RequestLog:
+    """Every Ollama request with its outcome; optionally appended to a JSONL file when it ends."""
+
+    def __init__(self, path: str | None = None):
+        self.entries: list[dict] = []
+        self.path = path
+        self._next = 1
+
+    def open(self, req: http.Request) -> dict:
+        """A new entry for ``req`` (body parsed when it is JSON)."""
+        entry = {"id": self._next, "method": req.method, "path": req.path, "query": req.query,
+                 "headers": req.headers, "body": None, "received_at": wire.rfc3339(req.wall_ns),
+                 "received_ns": req.wall_ns, "status": None, "ttfb_ms": None, "faults": [], "outcome": None}
+        self._next += 1
+        if req.body:
+            try:
+                entry["body"] = json.loads(req.body)
+            except ValueError:
+                entry["raw_body"] = req.body[:10000].decode("utf-8", "replace")
+        self.entries.append(entry)
+        return entry
+
+    def close(self, entry: dict) -> None:
+        """The request is over: write it to the file, if any."""
+        if entry["outcome"] is None:
+            entry["outcome"] = {"result": "completed" if (entry["status"] or 500) < 400 else "error"}
+        if self.path:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
+
+    def select(self, path: str | None) -> list[dict]:
+        """Entries, optionally only those for one path."""
+        return [e for e in self.entries if path in (None, "", e["path"])]
+
+
+class App:
+    """The server's state and request dispatch; ``backend`` supplies models and generations."""
+
+    def __init__(self, backend, version: str = "0.12.3", max_queue: int = 512, local_time: bool = False,
+                 request_log: str | None = None):
+        self.backend, self.version, self.local_time = backend, version, local_time
+        self.scheduler = Scheduler(max_queue)
+        self.book = faults.FaultBook()
+        self.log = RequestLog(request_log)
+        self.routes = {
+            ("GET", "/"): self.root, ("HEAD", "/"): self.root,
+            ("GET", "/api/version"): self.version_, ("HEAD", "/api/version"): self.version_,
+            ("GET", "/api/tags"): self.tags, ("HEAD", "/api/tags"): self.tags,
+            ("POST", "/api/show"): self.show, ("GET", "/api/ps"): self.ps,
+            ("POST", "/api/pull"): self.pull, ("POST", "/api/chat"): self.chat,
+        }
+
+    async def handle(self, req: http.Request, conn: http.Connection) -> None:
+        """Dispatch one request; Ollama requests are logged, control requests are not."""
+        if req.path.startswith(CONTROL):
+            return await self.control(req, conn)
+        entry = self.log.open(req)
+        handler = self.routes.get((req.method, req.path))
+        try:
+            if handler is None:               # gin: unknown route or method → plain-text 404
+                await self.send(conn, entry, 404, b"404 page not found", "text/plain")
+            else:
+                await handler(req, conn, entry)
+        finally:
+            self.log.close(entry)
+
+    async def send(self, conn, entry, status: int, body: bytes, ctype: str, head_only: bool = False) -> None:
+        """Send a whole response and note its status."""
+        await http.send(conn, status, body, ctype, head_only=head_only)
+        entry["status"] = status
+
+    async def json(self, conn, entry, obj, status: int = 200, head_only: bool = False) -> None:
+        """gin's ``c.JSON``."""
+        await self.send(conn, entry, status, wire.go_bytes(obj), JSON, head_only)
+
+    # ------------------------------------------------------------------------------ Ollama API
+    async def root(self, req, conn, entry):
+        await self.send(conn, entry, 200, b"Ollama is running", "text/plain; charset=utf-8",
+                        head_only=req.method == "HEAD")
+
+    async def version_(self, req, conn, entry):
+        await self.json(conn, entry, {"version": self.version}, head_only=req.method == "HEAD")
+
+    async def tags(self, req, conn, entry):
+        models = [{"name": m.display, "model": m.display, "modified_at": wire.rfc3339(m.modified_ns, True),
+                   "size": m.size, "digest": m.digest, "details": m.details()}
+                  for m in self.backend.models.values()]
+        await self.json(conn, entry, {"models": models}, head_only=req.method == "HEAD")
+
+    async def show(self, req, conn, entry):
+        try:
+            body = wire.decode_body(req.body, req.path)
+        except wire.DecodeError as err:
+            return await self.json(conn, entry, {"error": str(err)}, 400)
+        name = body.get("model") or body.get("name") or ""
+        if not name:
+            return await self.json(conn, entry, {"error": "model is required"}, 400)
+        m = self.backend.get(name)
+        if m is None:
+            return await self.json(conn, entry, {"error": "model '%s' not found" % name}, 404)
+        info = {"modelfile": "# Modelfile generated by \"ollama show\"\nFROM %s\n" % m.display,
+                "template": "{{ .Prompt }}", "details": m.details(), "model_info": m.model_info(),
+                "capabilities": m.capabilities, "modified_at": wire.rfc3339(m.modified_ns, True)}
+        await self.json(conn, entry, info)
+
+    async def ps(self, req, conn, entry):
+        now = time.time_ns()
+        models = [{"name": r.model.display, "model": r.model.display, "size": r.model.size,
+                   "digest": r.model.digest, "details": r.model.details(),
+                   "expires_at": wire.rfc3339(r.expiry(now), True), "size_vram": 0,
+                   "context_length": r.model.context_length}
+                  for r in self.scheduler.loaded()]
+        await self.json(conn, entry, {"models": models})
+
+    async def pull(self, req, conn, entry):
+        try:
+            body = wire.decode_body(req.body, req.path)
+        except wire.DecodeError as err:
+            return await self.json(conn, entry, {"error": str(err)}, 400)
+        name = body.get("model") or body.get("name") or ""
+        m = self.backend.get(name) if name else None
+        if m is not None:
+            digest, size = "sha256:" + m.digest, m.size
+            steps = [{"status": "pulling manifest"}] + [
+                {"status": "pulling " + m.digest[:12], "digest": digest, "total": size, "completed": size * i // 4}
+                for i in range(1, 5)] + [{"status": "verifying sha256 digest"}, {"status": "writing manifest"},
+                                         {"status": "success"}]
+        else:
+            steps = [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
+        if body.get("stream", True) is False:
+            last = steps[-1]
+            return await self.send(conn, entry, 500 if "error" in last else 200, wire.go_bytes(last),
+                                   "application/json")
+        stream = http.ChunkedStream(conn, 200, "application/x-ndjson")
+        for step in steps:
+            if not await stream.send_line(wire.go_bytes(step) + b"\n"):
+                return
+        await stream.finish()
+        entry["status"] = 200
+
+    async def chat(self, req, conn, entry):
+        await chat.handle(self, req, conn, entry)
+
+    # ----------------------------------------------------------------------------- control API
+    async def control(self, req: http.Request, conn: http.Connection) -> None:
+        """The ``/_emulator/`` endpoints (see the module doc)."""
+        what = req.path[len(CONTROL):].strip("/")
+        try:
+            payload = json.loads(req.body) if req.body.strip() else {}
+            result = self._control(req.method, what, req.query, payload)
+        except (ValueError, TypeError, faults.FaultError) as err:
+            return await http.send(conn, 400, wire.error_body(str(err)), JSON)
+        if result is None:
+            return await http.send(conn, 404, b"404 page not found", "text/plain")
+        await http.send(conn, 200, json.dumps(result, ensure_ascii=False).encode(), JSON)
+
+    def _control(self, method: str, what: str, query: str, payload):
+        params = dict(urllib.parse.parse_qsl(query))
+        if (method, what) == ("GET", "requests"):
+            return {"requests": self.log.select(params.get("path"))}
+        if (method, what) == ("DELETE", "requests"):
+            n, self.log.entries = len(self.log.entries), []
+            return {"cleared": n}
+        if (method, what) == ("POST", "faults"):
+            return {"queued": self.book.push(payload)}
+        if (method, what) == ("GET", "faults"):
+            return {"faults": self.book.snapshot()}
+        if (method, what) == ("DELETE", "faults"):
+            n, self.book.queue = len(self.book.queue), []
+            return {"cleared": n}
+        if (method, what) == ("POST", "models"):
+            if not hasattr(self.backend, "set_models"):
+                raise ValueError("the %s backend has fixed models" % self.backend.kind)
+            specs = payload.get("models", payload) if isinstance(payload, dict) else None
+            if not isinstance(specs, dict):
+                raise ValueError('expected {"models": {name: script}}')
+            return {"models": self.backend.set_models(specs, replace=bool(payload.get("replace")))}
+        if (method, what) == ("GET", "models"):
+            return {"models": {m.display: getattr(m, "spec", {}) for m in self.backend.models.values()}}
+        if (method, what) == ("POST", "reset"):
+            self.log.entries, self.book.queue = [], []
+            self.scheduler.reset()
+            if hasattr(self.backend, "reset"):
+                self.backend.reset()
+            return {"reset": True}
+        if (method, what) == ("GET", "state"):
+            return {"backend": self.backend.kind, "version": self.version,
+                    "loaded": [r.model.display for r in self.scheduler.loaded()],
+                    "active": {k: v for k, v in self.scheduler.active.items() if v},
+                    "waiting": self.scheduler.pending, "faults": len(self.book.queue),
+                    "requests": len(self.log.entries)}
+        return None
+
