@@ -9,6 +9,7 @@ load_duration only when this request waited for a load).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -155,20 +156,13 @@ async def _stream(ex: Exchange, gen, name: str, plan: faults.FaultPlan) -> None:
 
     result = await due(0) if plan.actions else None
     if result is None:
-        async for field, value, tokens in gen:
-            if ex.t_first is None:
-                ex.t_first = time.perf_counter_ns()
-            encoded = wire.go_bytes(value) if field == "tool_calls" else value
-            if not await stream.send_line(enc.line(field, encoded)):
-                break
-            if ex.sent == 0:
-                ex.entry["ttfb_ms"] = (time.perf_counter_ns() - ex.req.t0) / 1e6
-            ex.sent += 1
-            ex.eval_count += tokens
-            if plan.actions:
-                result = await due(ex.sent)
-                if result:
-                    break
+        try:
+            result = await _pump(ex, gen, enc, stream, plan, due)
+        except Exception as err:              # the model failed: Ollama's {"error"} (500 if nothing sent)
+            log.exception("generation failed")
+            if not stream.started:
+                ex.entry["status"] = 500
+            result = await faults.run_action({"kind": "error_line", "message": str(err)}, stream, conn, make_line)
     if result is None and conn.gone.is_set():
         result = "canceled"
     if result is None and plan.actions:
@@ -182,14 +176,39 @@ async def _stream(ex: Exchange, gen, name: str, plan: faults.FaultPlan) -> None:
                eval_count=final.get("eval_count", 0), prompt_eval_count=final.get("prompt_eval_count", 0))
 
 
+async def _pump(ex: Exchange, gen, enc, stream, plan, due) -> str | None:
+    """Send the generated items as lines; returns a fault outcome if one ended the stream."""
+    async with contextlib.aclosing(aiter(gen)) as items:
+        async for field, value, tokens in items:
+            if ex.t_first is None:
+                ex.t_first = time.perf_counter_ns()
+            encoded = wire.go_bytes(value) if field == "tool_calls" else value
+            if not await stream.send_line(enc.line(field, encoded)):
+                return None
+            if ex.sent == 0:
+                ex.entry["ttfb_ms"] = (time.perf_counter_ns() - ex.req.t0) / 1e6
+            ex.sent += 1
+            ex.eval_count += tokens
+            if plan.actions:
+                result = await due(ex.sent)
+                if result:
+                    return result
+    return None
+
+
 async def _whole(ex: Exchange, gen, name: str, plan: faults.FaultPlan) -> None:
     """``stream: false``: one object with the whole message; faults act on that one body."""
     parts = {"content": [], "thinking": [], "tool_calls": []}
-    async for field, value, tokens in gen:
-        if ex.t_first is None:
-            ex.t_first = time.perf_counter_ns()
-        parts[field].append(value)
-        ex.eval_count += tokens
+    try:
+        async with contextlib.aclosing(aiter(gen)) as items:
+            async for field, value, tokens in items:
+                if ex.t_first is None:
+                    ex.t_first = time.perf_counter_ns()
+                parts[field].append(value)
+                ex.eval_count += tokens
+    except Exception as err:
+        log.exception("generation failed")
+        return await ex.error(500, str(err))
     if ex.conn.gone.is_set():
         return ex.outcome("canceled", 499)
     content = "".join(wire.decode_piece(p) for p in parts["content"])

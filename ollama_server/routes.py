@@ -70,7 +70,7 @@ class App:
     def __init__(self, backend, version: str = "0.12.3", max_queue: int = 512, local_time: bool = False,
                  request_log: str | None = None):
         self.backend, self.version, self.local_time = backend, version, local_time
-        self.scheduler = Scheduler(max_queue)
+        self.scheduler = Scheduler(max_queue, on_unload=getattr(backend, "unload", None))
         self.book = faults.FaultBook()
         self.log = RequestLog(request_log)
         self.routes = {

@@ -43,8 +43,9 @@ class Runner:
 class Scheduler:
     """Loaded runners, per-model parallelism and the shared wait queue."""
 
-    def __init__(self, max_queue: int = MAX_QUEUE):
+    def __init__(self, max_queue: int = MAX_QUEUE, on_unload=None):
         self.max_queue = max_queue
+        self.on_unload = on_unload            # backend hook: free a model's memory
         self.runners: dict[str, Runner] = {}
         self.active: collections.Counter = collections.Counter()
         self.waiters: dict[str, collections.deque] = collections.defaultdict(collections.deque)
@@ -53,13 +54,19 @@ class Scheduler:
 
     def reset(self) -> None:
         """Forget every loaded model (open requests finish normally)."""
-        self.runners.clear()
+        for name in list(self.runners):
+            self._drop(name)
+
+    def _drop(self, name: str) -> None:
+        runner = self.runners.pop(name)
+        if self.on_unload is not None:
+            self.on_unload(runner.model)
 
     def loaded(self) -> list[Runner]:
         """Runners not yet expired, longest remaining first (as ``/api/ps`` lists them)."""
         now = time.time_ns()
         for name in [n for n, r in self.runners.items() if not r.refs and r.expires_ns <= now]:
-            del self.runners[name]
+            self._drop(name)
         return sorted(self.runners.values(), key=lambda r: -r.expiry(now))
 
     def is_loaded(self, name: str) -> bool:
@@ -139,7 +146,7 @@ class Scheduler:
         runner.refs = max(0, runner.refs - 1)
         if not runner.refs:
             if runner.session_ns == 0:
-                del self.runners[model.name]
+                self._drop(model.name)
             else:
                 runner.expires_ns = time.time_ns() + runner.session_ns
 
@@ -149,4 +156,4 @@ class Scheduler:
         if runner is not None:
             runner.session_ns = 0
             if not runner.refs:
-                del self.runners[model.name]
+                self._drop(model.name)

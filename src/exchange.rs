@@ -157,18 +157,10 @@ fn counters(chunk: &ChatChunk) -> Counters {
     }
 }
 
-/// The `error` text of a failed request: the cause, plus what to do about it where we know.
+/// The `error` text of a failed request: the client's own description (cause and what to do),
+/// plus which model and server it was.
 pub fn describe_error(e: &OllamaError, config: &Config) -> String {
-    match e {
-        OllamaError::Status { code: 404, .. } => format!(
-            "{e} — model '{}' is not available on the Ollama server at {}: run `ollama pull {}` there, \
-             or switch with the set_model service",
-            config.model, config.ollama_url, config.model),
-        OllamaError::Stalled { .. } => format!(
-            "{e} — Ollama at {} sent nothing for {:.0} s (request_timeout_s) while answering with model '{}'",
-            config.ollama_url, config.request_timeout.as_secs_f64(), config.model),
-        _ => format!("{e} (model '{}', {})", config.model, config.ollama_url),
-    }
+    format!("{e} [model '{}' at {}]", config.model, config.ollama_url)
 }
 
 #[cfg(test)]

@@ -57,11 +57,11 @@ def start_bridge(ros, logs_dir, emu):
     After the test the node gets SIGINT and must exit 0 without a panic."""
     started = []
 
-    def start(extra_env=None, extra_args=None, expect_ready=True, **params):
+    def start(extra_env=None, extra_args=None, expect_ready=True, namespace=None, **params):
         params.setdefault("ollama_url", emu.url)
         params.setdefault("model", "llama3.2")
         params.setdefault("system_prompt", "You are a test robot.")
-        ns = fresh_namespace()
+        ns = fresh_namespace() if namespace is None else namespace  # "" = the root namespace
         node = NodeProcess(ns, params, logs_dir, extra_env, extra_args)
         endpoints = ros.endpoints(ns)
         started.append((node, endpoints))

@@ -65,8 +65,8 @@ class NodeProcess:
     def __init__(self, namespace: str, params: dict, log_dir: Path, extra_env: dict | None = None,
                  extra_args: list[str] | None = None):
         self.namespace = namespace
-        self.log_path = log_dir / f"node{namespace.replace('/', '_')}.log"
-        args = [str(NODE_BINARY), "--ros-args", "-r", f"__ns:={namespace}"]
+        self.log_path = log_dir / f"node{namespace.replace('/', '_') or '_root'}_{id(self)}.log"
+        args = [str(NODE_BINARY), "--ros-args", "-r", f"__ns:={namespace or '/'}"]
         for key, value in params.items():
             args += ["-p", f"{key}:={_param_text(value)}"]
         args += extra_args or []

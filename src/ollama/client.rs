@@ -9,7 +9,7 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::client_config::{self as host, ClientConfig};
+use super::client_config::{self, ClientConfig};
 use super::error::{error_chain, root_cause, OllamaError};
 use super::show::ShowResponse;
 use super::stream::{excerpt, ChatStream};
@@ -62,7 +62,7 @@ impl Client {
                 "connect_timeout and idle_timeout must be > 0".into(),
             ));
         }
-        let base_url = host::normalise(&cfg.base_url);
+        let base_url = client_config::normalise(&cfg.base_url);
         let parsed = reqwest::Url::parse(&base_url).map_err(|e| {
             OllamaError::Config(format!("base_url {base_url:?} is not a valid URL: {e}"))
         })?;
@@ -89,7 +89,7 @@ impl Client {
             .connect_timeout(cfg.connect_timeout)
             .default_headers(headers)
             .user_agent(concat!("ollama_bridge/", env!("CARGO_PKG_VERSION")));
-        if parsed.host_str().is_some_and(host::is_loopback) {
+        if parsed.host_str().is_some_and(client_config::is_loopback) {
             // A robot's HTTP(S)_PROXY must not capture the local Ollama (Go's client skips it too).
             builder = builder.no_proxy();
         }
@@ -272,6 +272,14 @@ impl Client {
                 url,
                 detail: self.redact(root_cause(e)),
             }
+        } else if is_closed_by_peer(e) {
+            // Accepted, then closed or reset before any answer (server restarting, crashed runner).
+            OllamaError::Truncated {
+                chunks: 0,
+                detail: self.redact(root_cause(e)),
+            }
+        } else if e.is_builder() {
+            OllamaError::Config(self.redact(error_chain(e)))
         } else {
             OllamaError::Http(self.redact(error_chain(e)))
         }
@@ -303,4 +311,29 @@ impl Client {
             _ => text,
         }
     }
+}
+
+/// True if the peer closed or reset the connection before answering. hyper is not a direct
+/// dependency, so its "incomplete message" error is recognised by its text.
+fn is_closed_by_peer(e: &reqwest::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        if cause
+            .to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::fake_server::{json_reply, reply, FakeServer, Step};
+use super::fake_server::{json_reply, reply, Event, FakeServer, Step};
 use super::{ChatRequest, Client, ClientConfig, KeepAlive, Message, OllamaError, Think};
 
 /// A client for `url` with short timeouts (real sockets, so real time).
@@ -200,6 +200,31 @@ async fn no_headers_within_the_idle_timeout_is_a_stall_awaiting_headers() {
             .contains("did not start answering within 200ms"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn closed_before_any_answer_is_truncated_and_retryable() {
+    let err = chat_error(vec![vec![]]).await;
+    let OllamaError::Truncated { chunks: 0, detail } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(detail.contains("closed"), "{detail}");
+    assert!(err.is_retryable_before_output());
+}
+
+#[tokio::test]
+async fn dropping_the_request_while_waiting_for_headers_closes_the_connection() {
+    let mut server =
+        FakeServer::start(vec![vec![Step::AwaitClientClose(Duration::from_secs(3))]]).await;
+    let c = client(&server.url);
+    let req = hello();
+    let pending = c.chat_stream(&req);
+    // Give up after 100 ms (as a barge-in would), well before the header wait bound.
+    assert!(tokio::time::timeout(Duration::from_millis(100), pending)
+        .await
+        .is_err());
+    let event = tokio::time::timeout(Duration::from_secs(5), server.events.recv()).await;
+    assert_eq!(event.unwrap(), Some(Event::ClientClosed(true)));
 }
 
 #[tokio::test]

@@ -56,10 +56,17 @@ impl KeepAlive {
     }
 }
 
+/// Whole seconds in Go's largest `time.Duration` (`math.MaxInt64` nanoseconds).
+const GO_MAX_DURATION_SECS: u64 = (i64::MAX as u64) / 1_000_000_000;
+
 impl Serialize for KeepAlive {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
+            // Go's time.Duration ends at ~292 years; longer would overflow on the server.
             KeepAlive::Forever => serializer.serialize_i64(-1),
+            KeepAlive::For(d) if d.as_secs() >= GO_MAX_DURATION_SECS => {
+                serializer.serialize_i64(-1)
+            }
             KeepAlive::For(d) if d.subsec_nanos() == 0 => serializer.serialize_u64(d.as_secs()),
             KeepAlive::For(d) => serializer.serialize_f64(d.as_secs_f64()),
         }
@@ -145,6 +152,12 @@ mod tests {
         round_trip(&KeepAlive::For(Duration::ZERO), json!(0));
         round_trip(&KeepAlive::For(Duration::from_secs(300)), json!(300));
         round_trip(&KeepAlive::For(Duration::from_millis(1500)), json!(1.5));
+        let ages = KeepAlive::parse_param("99999999h").unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(ages).unwrap(),
+            json!(-1),
+            "beyond Go's range = forever"
+        );
         let from_string: KeepAlive = serde_json::from_value(json!("10m")).unwrap();
         assert_eq!(from_string, KeepAlive::For(Duration::from_secs(600)));
         assert_eq!(

@@ -22,7 +22,7 @@
 //!
 //! Nothing here depends on ROS; logging goes through the `log` crate (chunks at debug).
 //!
-//! ```ignore
+//! ```no_run
 //! # async fn demo() -> Result<(), ollama_bridge::ollama::OllamaError> {
 //! use ollama_bridge::ollama::{ChatRequest, Client, ClientConfig, Message, Think};
 //! let client = Client::new(ClientConfig::from_env())?;

@@ -88,7 +88,7 @@ impl ChatStream {
             reader: LineReader::new(),
             lines: VecDeque::new(),
             idle_timeout,
-            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            deadline: Box::pin(tokio::time::sleep_until(deadline_after(idle_timeout))),
             chunks: 0,
             finished: false,
             url,
@@ -208,8 +208,9 @@ impl Stream for ChatStream {
             };
             match body.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(bytes))) => {
-                    let deadline = Instant::now() + this.idle_timeout;
-                    this.deadline.as_mut().reset(deadline);
+                    this.deadline
+                        .as_mut()
+                        .reset(deadline_after(this.idle_timeout));
                     let lines = this.reader.push(&bytes);
                     this.lines.extend(lines);
                 }
@@ -241,6 +242,13 @@ impl FusedStream for ChatStream {
     fn is_terminated(&self) -> bool {
         self.finished
     }
+}
+
+/// `now + d`, saturating (an idle timeout of `Duration::MAX` means "never").
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 24 * 3600))
 }
 
 /// At most `max` characters of `text`, for error messages.

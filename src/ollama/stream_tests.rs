@@ -10,7 +10,7 @@ use super::client_tests::{client, hello};
 use super::fake_server::{
     chunk, end_chunks, ndjson_head, unframed_ndjson_head, Event, FakeServer, Step,
 };
-use super::{ChatChunk, ChatStream, OllamaError, MAX_LINE_BYTES};
+use super::{ChatChunk, ChatStream, Client, ClientConfig, OllamaError, MAX_LINE_BYTES};
 
 /// The api-chat.md streaming transcript, compacted, with "é" and an emoji added.
 const TRANSCRIPT: &str = concat!(
@@ -281,6 +281,20 @@ async fn over_long_line_fails_without_buffering_it_all() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test]
+async fn huge_idle_timeout_means_never_and_does_not_overflow() {
+    let body = futures::stream::iter(vec![Ok(Bytes::from(token("a"))), Ok(Bytes::from(DONE))]);
+    let mut s = ChatStream::from_byte_stream(body, Duration::MAX, "mem".into(), "m".into());
+    let (chunks, err) = drain(&mut s).await;
+    assert_eq!((contents(&chunks), err), (vec!["a", ""], None));
+    let cfg = ClientConfig {
+        idle_timeout: Duration::MAX,
+        connect_timeout: Duration::MAX,
+        ..ClientConfig::default()
+    };
+    assert!(Client::new(cfg).is_ok());
 }
 
 #[tokio::test]

@@ -1,0 +1,136 @@
+"""The bridge with the real ROS 2 Jazzy command line and launch framework, exactly as a ROS
+developer uses them. README's usage section is copied from the commands in this file."""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from harness import wait_until
+
+pytestmark = pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
+
+
+def ros2(command: str, timeout: float = 60) -> str:
+    """Runs one `ros2 ...` command line; returns its output, failing the test on a non-zero exit.
+    "Node not found" is retried: the ROS daemon's graph lags a fresh node by up to a few seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=timeout)
+        if "Node not found" not in done.stderr or time.monotonic() > deadline:
+            break
+    assert done.returncode == 0, f"{command!r} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def wait_for_node_in_graph(name: str = "/ollama_bridge"):
+    """`ros2 param` asks the ROS daemon, whose graph lags a new node by up to ~3 s."""
+    wait_until(lambda: name in subprocess.run(["ros2", "node", "list"], capture_output=True, text=True).stdout,
+               30, f"{name} in `ros2 node list`")
+
+
+@pytest.fixture
+def root_bridge(start_bridge):
+    """The node in the root namespace, as a user would start it with `ros2 run`."""
+    node, ep = start_bridge(namespace="")
+    yield node, ep
+    subprocess.run(["ros2", "daemon", "stop"], capture_output=True)
+
+
+def start_echo(ros, topic: str, msg_type: str) -> subprocess.Popen:
+    """`ros2 topic echo --once` in the background, returned once it is subscribed."""
+    before = ros.node.count_subscribers(topic)
+    proc = subprocess.Popen(["ros2", "topic", "echo", "--once", topic, msg_type],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: ros.node.count_subscribers(topic) > before, 30, f"`ros2 topic echo {topic}` to subscribe")
+    return proc
+
+
+def test_topic_pub_speech_text_and_echo_response_text(ros, root_bridge):
+    echo = start_echo(ros, "/response_text", "std_msgs/msg/String")
+    ros2("ros2 topic pub --once speech_text std_msgs/msg/String \"{data: 'Hello robot, who are you?'}\"")
+    out, _ = echo.communicate(timeout=30)
+    assert echo.returncode == 0
+    assert 'data: \'You said: "Hello robot, who are you?". This is turn 1.\'' in out
+
+
+def test_service_call_set_model_and_reset(root_bridge):
+    out = ros2("ros2 service call set_model ollama_bridge_msgs/srv/SetModel \"{model: 'qwen3:0.6b'}\"")
+    assert "success=True" in out and "previous_model='llama3.2'" in out
+    out = ros2("ros2 service call set_model ollama_bridge_msgs/srv/SetModel \"{model: 'no-such-model'}\"")
+    assert "success=False" in out and "not found" in out
+    out = ros2("ros2 service call reset ollama_bridge_msgs/srv/Reset \"{session_id: ''}\"")
+    assert "success=True" in out
+
+
+def test_param_set_and_get(root_bridge, emu):
+    _, ep = root_bridge
+    wait_for_node_in_graph()
+    assert "Set parameter successful" in ros2("ros2 param set /ollama_bridge system_prompt 'You are a pirate robot.'")
+    assert "You are a pirate robot." in ros2("ros2 param get /ollama_bridge system_prompt")
+    assert "Set parameter successful" in ros2("ros2 param set /ollama_bridge model qwen3:0.6b")
+    assert "qwen3:0.6b" in ros2("ros2 param get /ollama_bridge model")
+    # the CLI reads values as YAML: quote a JSON object once more so it stays a string
+    assert "Set parameter successful" in ros2(r'''ros2 param set /ollama_bridge options_json "'{\"temperature\": 0, \"seed\": 42}'"''')
+    refused = subprocess.run(shlex.split("ros2 param set /ollama_bridge options_json 'not json'"), capture_output=True, text=True)
+    assert "Setting parameter failed" in refused.stderr and "not valid JSON" in refused.stderr
+    ep.say("ahoy")
+    ep.wait_finals(1)
+    body = emu.chat_bodies()[-1]
+    assert body["model"] == "qwen3:0.6b" and body["messages"][0]["content"] == "You are a pirate robot."
+    assert body["options"] == {"temperature": 0, "seed": 42}
+
+
+def test_interface_show():
+    out = ros2("ros2 interface show ollama_bridge_msgs/msg/Response")
+    for field in ("string session_id", "uint64 request_id", "string done_reason", "float64 time_to_first_chunk_s"):
+        assert field in out
+
+
+def test_launch_with_namespace_and_remap_then_sigint_stops_everything(ros, emu, logs_dir):
+    log_path = logs_dir / "launch.log"
+    with open(log_path, "w") as log:
+        launch = subprocess.Popen(
+            shlex.split(f"ros2 launch ollama_bridge ollama_bridge.launch.xml namespace:=robot1 "
+                        f"speech_topic:=/asr/text ollama_url:={emu.url} model:=llama3.2"),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ep = ros.endpoints("/robot1")
+    asr = ros.node.create_publisher(type(ep.speech_pub.msg_type()), "/asr/text", 10)
+    try:
+        wait_until(lambda: asr.get_subscription_count() >= 1 and all(s.get_publisher_count() >= 1 for s in ep.subs),
+                   30, "the launched node on /asr/text and /robot1/response_*")
+        asr.publish(ep.speech_pub.msg_type(data="hello from the ASR"))
+        final = ep.wait_finals(1)[0]
+        assert final.prompt == "hello from the ASR" and final.done_reason == "stop"
+        assert ep.texts.wait_count(1, 10, "response_text")[0].data == final.text
+    finally:
+        launch.send_signal(signal.SIGINT)
+        code = launch.wait(15)
+        ros.node.destroy_publisher(asr)
+        ep.destroy()
+    text = log_path.read_text()
+    assert code == 0, text
+    assert "process has finished cleanly" in text, text
+    assert "panicked" not in text
+
+
+def test_ros2_run_starts_the_installed_node(ros, emu, logs_dir):
+    proc = subprocess.Popen(shlex.split(f"ros2 run ollama_bridge ollama_bridge --ros-args -r __ns:=/runner "
+                                        f"-p ollama_url:={emu.url}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    ep = ros.endpoints("/runner")
+    try:
+        ep.wait_ready()
+        ep.say("ping")
+        assert ep.wait_finals(1)[0].done_reason == "stop"
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)   # like Ctrl-C in a terminal: the whole process group
+        out, _ = proc.communicate(timeout=15)
+        ep.destroy()
+    assert proc.returncode == 0, out
+    assert "stopped cleanly" in out
