@@ -213,14 +213,10 @@ async def _whole(ex: Exchange, gen, name: str, plan: faults.FaultPlan) -> None:
         return ex.outcome("canceled", 499)
     content = "".join(wire.decode_piece(p) for p in parts["content"])
     for action in plan.due(faults.INF):
-        if action["kind"] == "stall":
+        if action["kind"] in ("stall", "cut"):
             result = await faults.run_action(action, None, ex.conn, None)
             if result:
                 return ex.outcome(result)
-        elif action["kind"] == "cut":
-            await ex.conn.drain(force=True)
-            ex.conn.close(reset=bool(action.get("reset")))
-            return ex.outcome("cut")
         elif action["kind"] == "error_line":
             return await ex.error(action.get("status", 500), action.get("message", faults.STREAM_ERROR))
         elif action["kind"] == "long_line":

@@ -245,5 +245,4 @@ async def run_action(action: dict, stream: http.ChunkedStream, conn: http.Connec
     return None
 
 
-NO_PLAN = FaultPlan([])
 INF = math.inf

@@ -92,6 +92,11 @@ class App:
                 await self.send(conn, entry, 404, b"404 page not found", "text/plain")
             else:
                 await handler(req, conn, entry)
+        except Exception:                     # gin's Recovery: a panic becomes an empty 500
+            log.exception("%s %s failed", req.method, req.path)
+            if entry["status"] is None and not conn.closed:
+                await self.send(conn, entry, 500, b"", None)
+            entry["outcome"] = {"result": "server_error"}
         finally:
             self.log.close(entry)
 

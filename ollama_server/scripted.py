@@ -87,9 +87,11 @@ def from_schema(schema, text: str):
     kind = schema.get("type")
     kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
     if kind == "object" or "properties" in schema:
-        return {k: from_schema(v, text) for k, v in (schema.get("properties") or {}).items()}
+        props = schema.get("properties")
+        return {k: from_schema(v, text) for k, v in props.items()} if isinstance(props, dict) else {}
     if kind == "array":
-        return [from_schema(schema.get("items"), text) for _ in range(schema.get("minItems", 1))]
+        n = schema.get("minItems", 1)
+        return [from_schema(schema.get("items"), text) for _ in range(n if isinstance(n, int) and 0 <= n <= 64 else 1)]
     return {"string": text, "integer": 0, "number": 0, "boolean": False, "null": None}.get(kind, text)
 
 
@@ -281,7 +283,7 @@ class ScriptedBackend:
         msgs = body.get("messages") or []
         if not tools or not model.tool_calls or (msgs and msgs[-1].get("role") == "tool"):
             return []
-        offered = {(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)}
+        offered = {f.get("name") for t in tools for f in [t.get("function")] if isinstance(f, dict)}
         calls = []
         for call in model.tool_calls:
             fn = call.get("function", call)

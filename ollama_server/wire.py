@@ -232,11 +232,32 @@ def decode_body(raw: bytes, path: str) -> dict:
         if spec and value is not None and not isinstance(value, spec[1]):
             raise DecodeError("json: cannot unmarshal %s into Go struct field %s.%s of type %s"
                               % (_json_kind(value), struct, key, spec[0]))
+    _check_items(body, struct)
     think = body.get("think")
     if think is not None and not isinstance(think, bool) and think not in ("high", "medium", "low"):
         raise DecodeError('invalid think value: %s (must be "high", "medium", "low", true, or false)'
                           % go_json(think))
     return body
+
+
+_MESSAGE_FIELDS = {"role": "string", "content": "string", "thinking": "string", "tool_name": "string",
+                   "tool_call_id": "string", "images": "[]api.ImageData", "tool_calls": "[]api.ToolCall"}
+
+
+def _check_items(body: dict, struct: str) -> None:
+    """Go's type errors inside ``messages`` and ``tools`` (elements must be objects of the right shape)."""
+    for field, item_type in (("messages", "api.Message"), ("tools", "api.Tool")):
+        for item in body.get(field) or []:
+            if not isinstance(item, dict):
+                raise DecodeError("json: cannot unmarshal %s into Go struct field %s.%s of type %s"
+                                  % (_json_kind(item), struct, field, item_type))
+            if field != "messages":
+                continue
+            for key, go_type in _MESSAGE_FIELDS.items():
+                value = item.get(key)
+                if value is not None and not isinstance(value, list if go_type.startswith("[]") else str):
+                    raise DecodeError("json: cannot unmarshal %s into Go struct field %s.messages.%s of type %s"
+                                      % (_json_kind(value), struct, key, go_type))
 
 
 _DURATION_RE = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")

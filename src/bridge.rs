@@ -120,6 +120,20 @@ impl Bridge {
         }
     }
 
+    /// Answers an input that cannot be taken (e.g. its bytes were not text) with an error
+    /// response naming `why`, without sending it anywhere.
+    pub fn refuse(&self, session_id: &str, text: String, why: String, arrived: Instant) {
+        let inner = &self.inner;
+        let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
+        let request = Request {
+            id: inner.next_request_id.fetch_add(1, Ordering::Relaxed),
+            session_id: session_id.to_string(),
+            text,
+            arrived,
+        };
+        inner.reject(request, &inner.config.get(), Ending::Error(why));
+    }
+
     /// Clears one session (`""` = all). A request of it that is streaming is cancelled and
     /// answered with `done_reason: cancelled`; inputs still waiting are answered the same way.
     pub fn reset(&self, session_id: &str) -> ResetAnswer {

@@ -1,12 +1,12 @@
 //! Subscriptions `speech_text` and `utterance`. Their streams are drained on the spin thread
 //! right after each `spin_once`, so r2r's 10-slot channels can never overflow; each message is
-//! handed to [`Bridge::submit`], which never waits.
+//! handed to [`Bridge::submit`], which never waits. Messages are taken as raw CDR and decoded
+//! here, so text that is not valid UTF-8 gets an error response instead of vanishing.
 
 use crate::bridge::{Bridge, DEFAULT_SESSION};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use r2r::ollama_bridge_msgs::msg::Utterance;
-use r2r::std_msgs::msg::String as StringMsg;
+use super::cdr;
 use r2r::QosProfile;
 use std::time::Instant;
 
@@ -15,19 +15,38 @@ pub const INPUT_QOS: QosProfile = QosProfile::default().reliable().keep_last(100
 
 /// Subscribes both inputs; returns their drain loops, to be run on the spin thread.
 pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge) -> Result<Vec<BoxFuture<'static, ()>>, super::StartError> {
-    let mut speech = node.subscribe::<StringMsg>("speech_text", INPUT_QOS)?;
+    let mut speech = node.subscribe_raw("speech_text", "std_msgs/msg/String", INPUT_QOS)?;
     let b = bridge.clone();
     let speech_loop = async move {
-        while let Some(msg) = speech.next().await {
-            b.submit(DEFAULT_SESSION, msg.data, Instant::now());
+        while let Some(bytes) = speech.next().await {
+            match cdr::string_msg(&bytes) {
+                Ok(text) => submit(&b, Ok(DEFAULT_SESSION.to_string()), text),
+                Err(e) => log::error!("speech_text: undecodable message ({e}); dropped"),
+            }
         }
     };
-    let mut utterances = node.subscribe::<Utterance>("utterance", INPUT_QOS)?;
+    let mut utterances = node.subscribe_raw("utterance", "ollama_bridge_msgs/msg/Utterance", INPUT_QOS)?;
     let b = bridge.clone();
     let utterance_loop = async move {
-        while let Some(msg) = utterances.next().await {
-            b.submit(&msg.session_id, msg.text, Instant::now());
+        while let Some(bytes) = utterances.next().await {
+            match cdr::utterance(&bytes) {
+                Ok((session, text)) => submit(&b, session, text),
+                Err(e) => log::error!("utterance: undecodable message ({e}); dropped"),
+            }
         }
     };
     Ok(vec![speech_loop.boxed(), utterance_loop.boxed()])
+}
+
+/// Hands a decoded input to the bridge; invalid UTF-8 in either field is refused with a reason.
+fn submit(bridge: &Bridge, session: cdr::Field, text: cdr::Field) {
+    let arrived = Instant::now();
+    match (session, text) {
+        (Ok(session), Ok(text)) => bridge.submit(&session, text, arrived),
+        (Err((session, why)), text) => {
+            let text = text.unwrap_or_else(|(lossy, _)| lossy);
+            bridge.refuse(&session, text, format!("session id: {why}"), arrived)
+        }
+        (Ok(session), Err((lossy, why))) => bridge.refuse(&session, lossy, why, arrived),
+    }
 }

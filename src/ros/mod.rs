@@ -7,6 +7,7 @@
 //! executor, handing each message to the bridge without waiting. The tokio runtime runs the
 //! requests, `set_model` checks and the parameter services.
 
+mod cdr;
 mod inputs;
 mod outputs;
 mod services;

@@ -1,0 +1,121 @@
+"""The demo's conversation partner: publishes utterances to the bridge over ROS and prints each
+answer live as its partials arrive, then a one-line summary.
+
+    python scripts/demo_client.py --namespace /demo "Hello!" "What did I just say?"
+    python scripts/demo_client.py --namespace /demo --interactive
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+from ollama_bridge_msgs.msg import Response, ResponseChunk
+
+DEEP = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+DEFAULT_UTTERANCES = [
+    "Hello! Who are you?",
+    "My name is Sam and I love gardening.",
+    "What is my name, and what do I love?",
+]
+
+
+class Conversation:
+    """Sends one utterance at a time and streams its answer to stdout."""
+
+    def __init__(self, node, namespace: str):
+        self.node = node
+        self.pub = node.create_publisher(String, f"{namespace}/speech_text", DEEP)
+        self.partials = node.create_subscription(ResponseChunk, f"{namespace}/response_partial", self.on_partial, DEEP)
+        self.finals = node.create_subscription(Response, f"{namespace}/response_final", self.on_final, DEEP)
+        self.done = threading.Event()
+        self.final: Response | None = None
+
+    def ready(self) -> bool:
+        return (self.pub.get_subscription_count() > 0 and self.partials.get_publisher_count() > 0
+                and self.finals.get_publisher_count() > 0)
+
+    def on_partial(self, chunk: ResponseChunk):
+        sys.stdout.write(chunk.text)
+        sys.stdout.flush()
+
+    def on_final(self, response: Response):
+        self.final = response
+        self.done.set()
+
+    def ask(self, text: str, timeout: float) -> Response | None:
+        self.done.clear()
+        print(f"\n\033[1myou>\033[0m {text}\n\033[1mrobot>\033[0m ", end="", flush=True)
+        self.pub.publish(String(data=text))
+        if not self.done.wait(timeout):
+            print(f"\n(no answer within {timeout:.0f} s)")
+            return None
+        summarize(self.final)
+        return self.final
+
+
+def summarize(r: Response):
+    if r.done_reason == "error":
+        print(f"\n\033[31m[error: {r.error}]\033[0m")
+        return
+    tokens_per_s = r.eval_count / (r.eval_duration_ns / 1e9) if r.eval_duration_ns else 0.0
+    print(f"\n\033[2m[first chunk {r.time_to_first_chunk_s * 1000:.0f} ms · {tokens_per_s:.0f} tokens/s · "
+          f"{r.eval_count} tokens in {r.total_time_s:.2f} s · {r.model} · {r.done_reason}]\033[0m", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("utterances", nargs="*", help="what to say (default: a three-turn conversation)")
+    ap.add_argument("--namespace", default="", help="namespace of the bridge node")
+    ap.add_argument("--interactive", action="store_true", help="read utterances from the terminal")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each answer")
+    args = ap.parse_args()
+
+    rclpy.init()
+    node = rclpy.create_node("ollama_bridge_demo")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    spinner.start()
+    conversation = Conversation(node, args.namespace.rstrip("/"))
+    failures = 0
+    try:
+        ready = threading.Event()
+        timer = node.create_timer(0.05, lambda: conversation.ready() and ready.set())
+        if not ready.wait(30):
+            print("the bridge node did not show up on ROS within 30 s", file=sys.stderr)
+            return 1
+        node.destroy_timer(timer)
+        utterances = args.utterances or ([] if args.interactive else DEFAULT_UTTERANCES)
+        for text in utterances:
+            response = conversation.ask(text, args.timeout)
+            failures += response is None or response.done_reason == "error"
+        if args.interactive:
+            print("\nType what the robot hears; an empty line or Ctrl-D ends the demo.")
+            for line in sys.stdin:
+                if not line.strip():
+                    break
+                response = conversation.ask(line.strip(), args.timeout)
+                failures += response is None or response.done_reason == "error"
+    except KeyboardInterrupt:
+        print()
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 1 if failures else 0
+
+
+def _spin(executor):
+    try:
+        executor.spin()
+    except (ExternalShutdownException, KeyboardInterrupt):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

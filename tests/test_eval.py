@@ -1,0 +1,301 @@
+"""scripts/eval (the `ollama_bridge_eval` package), end to end: bags written here with rosbags (sqlite3
+and mcap, folders and single files, metadata versions 4 to 9, with unrelated topics in them), played
+by the tool as a subprocess into the real node started by the `start_bridge` fixture, and checked
+against what the Ollama emulator actually received and sent."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+from harness import fresh_namespace
+from ollama_bridge_eval.bag_input import read_utterances
+from ollama_bridge_eval.msgtypes import STRING, UTTERANCE, typestore
+
+REPO = Path(__file__).resolve().parents[1]
+STORE = typestore()
+T0 = 1_700_000_000_000_000_000
+LOG = "rcl_interfaces/msg/Log"
+
+
+def reply(text, turn):
+    """The emulator's default scripted answer."""
+    return f'You said: "{text}". This is turn {turn}.'
+
+
+def speech(text):
+    return STORE.types[STRING](data=text)
+
+
+def utterance(session, text):
+    return STORE.types[UTTERANCE](session_id=session, text=text)
+
+
+def log_line(text):
+    time = STORE.types["builtin_interfaces/msg/Time"](sec=1, nanosec=0)
+    return STORE.types[LOG](stamp=time, level=20, name="asr", msg=text, file="", function="", line=0)
+
+
+def write_bag(path: Path, items, storage="sqlite3", version=9) -> Path:
+    """Writes (topic, type, seconds, message) items as a rosbag2 folder; versions below 8 are made
+    by stripping what later versions added from metadata.yaml (as older `ros2 bag record` wrote it)."""
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    with Writer(path, version=9 if version == 9 else 8, storage_plugin=plugin) as writer:
+        connections = {}
+        for topic, msgtype, seconds, msg in items:
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=STORE)
+            writer.write(connections[topic], T0 + int(seconds * 1e9), STORE.serialize_cdr(msg, msgtype))
+    if version < 8:
+        meta_path = path / "metadata.yaml"
+        meta = yaml.safe_load(meta_path.read_text())
+        info = meta["rosbag2_bagfile_information"]
+        info["version"] = version
+        info.pop("ros_distro", None)
+        if version < 7:
+            for topic in info["topics_with_message_count"]:
+                topic["topic_metadata"].pop("type_description_hash", None)
+        if version < 6:
+            info.pop("custom_data", None)
+        if version < 5:
+            info.pop("files", None)
+        meta_path.write_text(yaml.safe_dump(meta))
+    return path
+
+
+def speech_bag(path, prompts, storage="sqlite3", version=9, spacing=0.5):
+    """/asr/text with `prompts`, interleaved with /rosout and an unrelated String topic."""
+    items = []
+    for n, text in enumerate(prompts):
+        items += [("/rosout", LOG, n * spacing, log_line(f"heard {n}")),
+                  ("/asr/text", STRING, n * spacing + 0.01, speech(text)),
+                  ("/chatter", STRING, n * spacing + 0.02, speech(f"not for the bridge {n}"))]
+    return write_bag(path, items, storage, version)
+
+
+def run_eval(*args, timeout=120):
+    """`python -m ollama_bridge_eval ARGS` as the user would run it (the test's ROS domain)."""
+    return subprocess.run([sys.executable, "-m", "ollama_bridge_eval", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def replay(bag, ns, out, *extra, expect_code=0):
+    result = run_eval(bag, "--topic", "/asr/text", "--namespace", ns, "--out", out, "--timeout", 20, *extra)
+    assert result.returncode == expect_code, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return json.loads((out / "report.json").read_text()), result
+
+
+def read_bag(path):
+    """{topic: [(timestamp, message)]} and the connections of an output bag."""
+    out = {}
+    with Reader(path) as reader:
+        for conn, stamp, data in reader.messages():
+            out.setdefault(conn.topic, []).append((stamp, STORE.deserialize_cdr(data, conn.msgtype)))
+        return out, list(reader.connections)
+
+
+# --------------------------------------------------------------------------- bag formats
+@pytest.mark.parametrize("storage,version,single_file", [
+    ("sqlite3", 4, False), ("sqlite3", 5, False), ("sqlite3", 8, False), ("sqlite3", 9, True),
+    ("mcap", 6, False), ("mcap", 8, True), ("mcap", 9, False)])
+def test_bags_of_both_storages_and_metadata_versions_4_to_9_are_read(tmp_path, storage, version, single_file):
+    bag = speech_bag(tmp_path / "bag", ["one", "two", "three"], storage, version)
+    path = next(bag.glob("*.mcap" if storage == "mcap" else "*.db3")) if single_file else bag
+    read = read_utterances(path, "/asr/text")
+    assert [(u.index, u.session_id, u.text) for u in read.utterances] == [
+        (0, "default", "one"), (1, "default", "two"), (2, "default", "three")]
+    assert [u.stamp_ns - T0 for u in read.utterances] == [10_000_000, 510_000_000, 1_010_000_000]
+    assert (read.storage, read.metadata_version, read.bridge_input) == (storage, None if single_file else version,
+                                                                        "speech_text")
+
+
+# ------------------------------------------------------------------------------ turn mode
+def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_emulator_sent(
+        start_bridge, emu, tmp_path):
+    node, ep = start_bridge(options_json='{"num_ctx": 2048}')
+    ep.say("said before the replay")                     # history the --reset must clear
+    ep.wait_finals(1)
+    emu.clear_requests()
+    prompts = ["hello robot", "what is your name?", "   ", "thank you"]
+    bag = speech_bag(tmp_path / "in", prompts, "sqlite3", version=5)
+    report, result = replay(bag, ep.ns, tmp_path / "run", "--seed", 7)
+
+    played = [p for p in prompts if p.strip()]
+    logged = emu.requests()
+    assert [r["body"]["messages"][-1]["content"] for r in logged] == played
+    assert [[m["content"] for m in r["body"]["messages"] if m["role"] == "user"] for r in logged] == [
+        played[:1], played[:2], played[:3]], "started from an empty history, one turn after the other"
+    assert all(r["body"]["options"] == {"num_ctx": 2048, "seed": 7, "temperature": 0} for r in logged)
+    assert ep.get_params("options_json") == ['{"num_ctx": 2048}'], "options_json restored"
+
+    rows = report["utterances"]
+    assert [(r["index"], r["prompt"], r["status"]) for r in rows] == [
+        (0, "hello robot", "ok"), (1, "what is your name?", "ok"), (2, "   ", "skipped"), (3, "thank you", "ok")]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert [r["answer"] for r in ok] == [reply(p, n + 1) for n, p in enumerate(played)]
+    for r, req in zip(ok, logged):
+        assert r["eval_count"] == req["outcome"]["eval_count"] == r["chunks"] > 1
+        assert r["prompt_eval_count"] == req["outcome"]["prompt_eval_count"]
+        assert (r["done_reason"], r["error"], r["model"]) == ("stop", "", "llama3.2")
+        assert r["tokens_per_s"] == pytest.approx(r["eval_count"] / (r["eval_duration_ns"] / 1e9))
+        assert 0 < r["time_to_first_chunk_s"] <= r["total_time_s"] <= r["client_total_s"] + 0.05
+    sent = [r["sent_at_s"] for r in ok]
+    assert all(later >= earlier + first["client_total_s"] for earlier, later, first in zip(sent, sent[1:], ok)), \
+        "turn mode sends the next utterance only after the previous answer"
+    s = report["summary"]
+    totals = sorted(r["total_time_s"] for r in ok)
+    assert (s["count"], s["ok"], s["failures"], s["skipped"], s["model"]) == (4, 3, 0, 1, "llama3.2")
+    assert (s["total_time_s"]["p50"], s["total_time_s"]["max"]) == (totals[1], totals[2])
+    assert s["total_time_s"]["p50"] <= s["total_time_s"]["p95"] <= s["total_time_s"]["max"]
+    assert s["tokens_per_s_mean"] == pytest.approx(sum(r["tokens_per_s"] for r in ok) / 3)
+    assert report["bag"] | {"path": None} == {"path": None, "topic": "/asr/text", "type": STRING,
+                                              "storage": "sqlite3", "metadata_version": 5, "utterances": 4}
+    assert report["settings"]["applied"]["options_json"] == '{"num_ctx": 2048, "seed": 7, "temperature": 0}'
+
+    md = (tmp_path / "run/report.md").read_text()
+    assert "| total time p95 (s) |" in md and reply("thank you", 3) in md
+    assert (tmp_path / "run/latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "3 ok, 0 failed" in result.stdout
+
+    # the output bag: inputs as played, every partial, final and spoken text, with definitions
+    topics, connections = read_bag(tmp_path / "run/bag")
+    ns = ep.ns
+    assert {c.topic: c.msgtype for c in connections} == {
+        f"{ns}/speech_text": STRING, f"{ns}/response_partial": "ollama_bridge_msgs/msg/ResponseChunk",
+        f"{ns}/response_final": "ollama_bridge_msgs/msg/Response", f"{ns}/response_text": STRING}
+    assert all(c.msgdef.data and c.digest.startswith("RIHS01_") for c in connections)
+    assert [m.data for _, m in topics[f"{ns}/speech_text"]] == played
+    finals = [m for _, m in topics[f"{ns}/response_final"]]
+    assert [(f.prompt, f.text) for f in finals] == [(r["prompt"], r["answer"]) for r in ok]
+    for f in finals:
+        parts = sorted((m for _, m in topics[f"{ns}/response_partial"] if m.request_id == f.request_id),
+                       key=lambda m: m.seq)
+        assert "".join(p.text for p in parts) == f.text and len(parts) == f.eval_count
+    assert [m.data for _, m in topics[f"{ns}/response_text"]] == [r["answer"] for r in ok]
+    stamps = [t for _, t_msgs in topics.items() for t, _ in t_msgs]
+    assert min(stamps) >= T0, "receive times, not bag times"
+    node.assert_healthy()
+
+
+# -------------------------------------------------------------------------- realtime mode
+def test_realtime_mode_keeps_the_bag_timing_scaled_by_rate(start_bridge, emu, tmp_path):
+    emu.set_models({"slow": {"reply": "{last_user} is turn {turns} of a rather slow answer", "chunk_delay_ms": 60}})
+    _, ep = start_bridge(model="slow")
+    items = [("/rosout", LOG, 0.0, log_line("start")),
+             ("/asr/utterance", UTTERANCE, 0.0, utterance("alice", "a1")),
+             ("/asr/utterance", UTTERANCE, 0.2, utterance("bob", "b1")),
+             ("/parameter_events_like", STRING, 0.3, speech("ignored")),
+             ("/asr/utterance", UTTERANCE, 1.6, utterance("alice", "a2"))]
+    bag = write_bag(tmp_path / "in", items, "mcap", version=8)
+    out = tmp_path / "run"
+    result = run_eval(next(bag.glob("*.mcap")), "--topic", "/asr/utterance", "--namespace", ep.ns, "--mode",
+                      "realtime", "--rate", 2, "--out", out, "--timeout", 20)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "report.json").read_text())["utterances"]
+    assert [(r["session_id"], r["prompt"], r["answer"]) for r in rows] == [
+        ("alice", "a1", "a1 is turn 1 of a rather slow answer"), ("bob", "b1", "b1 is turn 1 of a rather slow answer"),
+        ("alice", "a2", "a2 is turn 2 of a rather slow answer")]
+    sent = [r["sent_at_s"] for r in rows]
+    assert sent == sorted(sent)
+    assert sent[1] - sent[0] < rows[0]["client_total_s"], "b1 went out while a1 was still being answered"
+    assert 0.7 <= sent[2] - sent[0] < 3.0, f"1.6 s of bag time at rate 2 is about 0.8 s (sent at {sent})"
+    assert [b["messages"][-1]["content"] for b in emu.chat_bodies()] == ["a1", "b1", "a2"]
+    topics, _ = read_bag(out / "bag")
+    assert [(m.session_id, m.text) for _, m in topics[f"{ep.ns}/utterance"]] == [
+        ("alice", "a1"), ("bob", "b1"), ("alice", "a2")]
+    assert len(topics[f"{ep.ns}/response_final"]) == 3
+
+
+# ------------------------------------------------------------------ expectations, compare
+EXPECT_OK = {0: {"match": "turn 1"}, "what is my name?": {"match": ["turn 2"], "not_match": ["(?i)sorry"]},
+             "*": {"not_match": "ERROR"}}
+
+
+def test_expect_file_scores_both_reports_and_sets_the_exit_code(start_bridge, emu, tmp_path):
+    _, ep = start_bridge()
+    bag = speech_bag(tmp_path / "in", ["my name is Ada", "what is my name?"], "mcap", version=9)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(EXPECT_OK))
+    report, _ = replay(bag, ep.ns, tmp_path / "a", "--expect", good)
+    assert report["expect"] == {"total": 5, "passed": 5, "failed": 0, "failures": []}
+    assert all(r["expect"]["passed"] for r in report["utterances"])
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump([{"index": 1, "match": "Ada"}, {"prompt": "my name is Ada", "match": "turn 1"},
+                                   {"prompt": "never said", "match": "x"}]))
+    report, result = replay(bag, ep.ns, tmp_path / "b", "--expect", bad, expect_code=1)
+    assert (report["expect"]["total"], report["expect"]["passed"], report["expect"]["failed"]) == (3, 1, 2)
+    assert report["expect"]["failures"] == ["#1 'what is my name?': answer does not match /Ada/",
+                                            "'never said': no such utterance in the bag"]
+    assert [r["expect"]["passed"] for r in report["utterances"]] == [True, False]
+    assert "expectations: 1/3 passed" in result.stdout
+    md = (tmp_path / "b/report.md").read_text()
+    assert "| expectations | 1/3 passed |" in md and "FAIL" in md and "## Failed expectations" in md
+
+
+def test_model_and_seed_apply_to_one_run_and_compare_prints_both_side_by_side(start_bridge, emu, tmp_path):
+    emu.set_models({"smollm2:135m": {"reply": "Small model heard {last_user}."}})
+    _, ep = start_bridge()
+    bag = speech_bag(tmp_path / "in", ["hi", "bye"], "sqlite3", version=9)
+    replay(bag, ep.ns, tmp_path / "a")
+    replay(bag, ep.ns, tmp_path / "b", "--model", "smollm2:135m", "--seed", 3)
+    assert [b["model"] for b in emu.chat_bodies()] == ["llama3.2"] * 2 + ["smollm2:135m"] * 2
+    assert [b.get("options") for b in emu.chat_bodies()][2:] == [{"seed": 3, "temperature": 0}] * 2
+    assert ep.get_params("model", "options_json") == ["llama3.2", "{}"], "restored after the run"
+
+    result = run_eval("--compare", tmp_path / "a/report.json", tmp_path / "b/report.json")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout
+    assert "| model | llama3.2 | smollm2:135m | ≠ |" in table
+    assert "| utterances | 2 | 2 | 0 |" in table
+    assert f"| 0 | hi | {reply('hi', 1)} | Small model heard hi. |" in table
+    assert f"| 1 | bye | {reply('bye', 2)} | Small model heard bye. |" in table
+    assert "| failures | 0 | 0 | 0 |" in table
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.fixture
+def good_bag(tmp_path):
+    return speech_bag(tmp_path / "good", ["hello"], "mcap", version=9)
+
+
+def broken_metadata(tmp_path, good_bag):
+    (good_bag / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 8, storage_identifier: mcap")
+    return good_bag
+
+
+BAD = {
+    "missing topic": (lambda tmp, bag: [bag, "--topic", "/asr/nothing"], "topic /asr/nothing is not in bag"),
+    "wrong type": (lambda tmp, bag: [bag, "--topic", "/rosout"], "has type rcl_interfaces/msg/Log; expected"),
+    "garbage mcap": (lambda tmp, bag: [tmp / "x.mcap", "--topic", "/asr/text"], "cannot read bag"),
+    "broken metadata": (lambda tmp, bag: [broken_metadata(tmp, bag), "--topic", "/asr/text"], "cannot read bag"),
+    "no such bag": (lambda tmp, bag: [tmp / "missing", "--topic", "/asr/text"], "does not exist"),
+    "bad regex": (lambda tmp, bag: [bag, "--topic", "/asr/text", "--expect", tmp / "e.yaml"], "bad regex"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path, good_bag, case):
+    (tmp_path / "x.mcap").write_bytes(b"\x89MCAP0\r\n" + os.urandom(64))
+    (tmp_path / "e.yaml").write_text("0: {match: '(unclosed'}\n")
+    make_args, message = BAD[case]
+    result = run_eval(*make_args(tmp_path, good_bag), "--out", tmp_path / "out", "--timeout", 2)
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("eval: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_no_bridge_answering_is_exit_2(tmp_path, good_bag):
+    ns = fresh_namespace("nobody")
+    result = run_eval(good_bag, "--topic", "/asr/text", "--namespace", ns, "--out", tmp_path / "out", "--timeout", 2)
+    assert result.returncode == 2
+    assert f"no ollama_bridge answering under namespace '{ns}' within 2s" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("eval: error: ")
+    assert not (tmp_path / "out").exists()
