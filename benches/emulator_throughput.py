@@ -71,6 +71,7 @@ async def measure(url: str, streams: int, seconds: float, pid: int | None) -> tu
 
 
 def main() -> int:
+    """Parse options, run the measurement, print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", help="use a running emulator instead of starting one")
     ap.add_argument("--streams", type=int, default=100)

@@ -103,6 +103,10 @@ def _replay(args) -> int:
         return EXIT_INTERRUPTED
     if outcome.aborted:
         raise EvalError(f"{outcome.aborted} (partial report in {outcome.folder})")
+    rows = outcome.report["utterances"]
+    if any(r["status"] == "timeout" for r in rows) and not any(r.get("answer") is not None for r in rows):
+        raise EvalError(f"the bridge answered none of the utterances (silent for {args.timeout:g}s; "
+                        f"report in {outcome.folder})")
     exp = outcome.report.get("expect")
     return EXIT_EXPECT_FAILED if exp and exp["failed"] else EXIT_OK
 

@@ -35,19 +35,29 @@ def _answer(row: dict | None) -> str | None:
 
 
 def _delta(a, b):
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return b - a
-    return None if a == b else "≠"
+    """B − A with a sign for numbers ("0" when equal), "≠" for differing text, else nothing."""
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    if not numbers:
+        return None if a == b else "≠"
+    if isinstance(a, int) and isinstance(b, int):
+        return f"{b - a:+d}" if b != a else "0"
+    text = f"{b - a:+.3f}"
+    return "0" if float(text) == 0 else text
 
 
 def _setting(report: dict, key: str):
     return report.get("settings", {}).get(key)
 
 
+def _param(report: dict, name: str):
+    return report.get("bridge", {}).get("parameters", {}).get(name)
+
+
 def summary_table(a: dict, b: dict, name_a: str, name_b: str) -> str:
     """Settings and summary metrics of both runs, with B − A for numbers."""
     rows = [["report", name_a, name_b, None], ["bag", a["bag"]["path"], b["bag"]["path"], None]]
     rows += [[key, _setting(a, key), _setting(b, key), None] for key in ("mode", "seed")]
+    rows += [[name, _param(a, name), _param(b, name), None] for name in ("system_prompt", "options_json")]
     for name, path in SUMMARY_METRICS:
         va, vb = metric(a, path), metric(b, path)
         rows.append([name, va, vb, _delta(va, vb)])

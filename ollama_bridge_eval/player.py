@@ -175,6 +175,8 @@ class Player:
         results = self.results = [Result(u) for u in utterances]
         playable = self._skip_empty(results)
         for n, result in enumerate(playable):
+            if not self.aborted and not self.link.still_there():
+                self.aborted = "the bridge went away during the replay"
             if self.stop.is_set() or self.aborted:
                 for r in playable[n:]:
                     r.outcome = "not played"

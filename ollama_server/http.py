@@ -247,17 +247,18 @@ class ChunkedStream:
 
     def __init__(self, conn: Connection, status: int, content_type: str, shaper=None):
         self.conn, self.shaper = conn, shaper
-        self._head = conn.head(status, [("Content-Type", content_type)], None)
+        self._status, self._headers = status, [("Content-Type", content_type)]
         self.started = False
-        self.lines = 0
+
+    def _head(self) -> bytes:
+        self.started = True
+        return self.conn.head(self._status, self._headers, None)    # Date: when it is really sent
 
     async def send_line(self, line: bytes) -> bool:
         """Send one line as one chunk (with the headers first time); ``False`` if the peer is gone."""
         frame = b"%x\r\n%s\r\n" % (len(line), line)
         if not self.started:
-            self.started = True
-            frame = self._head + frame
-        self.lines += 1
+            frame = self._head() + frame
         if self.shaper is not None:
             return await self.shaper.write(self.conn, frame)
         if not self.conn.write(frame):
@@ -266,8 +267,7 @@ class ChunkedStream:
 
     async def finish(self) -> bool:
         """End the response properly with the terminating zero-length chunk."""
-        tail = b"0\r\n\r\n" if self.started else self._head + b"0\r\n\r\n"
-        self.started = True
+        tail = b"0\r\n\r\n" if self.started else self._head() + b"0\r\n\r\n"
         if self.shaper is not None:
             return await self.shaper.write(self.conn, tail, whole=True)
         ok = self.conn.write(tail)
@@ -281,6 +281,7 @@ class HttpServer:
         self.handler, self.host, self.port = handler, host, port
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[Connection] = set()
+        self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> tuple[str, int]:
         """Bind and listen; returns the bound (host, port)."""
@@ -291,13 +292,20 @@ class HttpServer:
         return sockname[0], sockname[1]
 
     async def close(self) -> None:
-        """Stop listening and drop every open connection."""
+        """Stop listening, drop every open connection and end the handlers still running."""
         if self._server is not None:
             self._server.close()
         for conn in list(self._conns):
             conn.close(reset=False)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2)
         if self._server is not None:
-            await self._server.wait_closed()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            except asyncio.TimeoutError:
+                log.warning("connections still open at shutdown")
 
     async def _serve(self, reader, writer) -> None:
         sock = writer.get_extra_info("socket")
@@ -305,6 +313,8 @@ class HttpServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # Go's default too
         conn = Connection(reader, writer)
         self._conns.add(conn)
+        task = asyncio.current_task()
+        self._tasks.add(task)
         try:
             while not conn.closed:
                 try:
@@ -330,6 +340,7 @@ class HttpServer:
             log.exception("handler failed")
         finally:
             self._conns.discard(conn)
+            self._tasks.discard(task)
             if not conn.closed:
                 try:
                     await conn.drain(force=True)

@@ -111,19 +111,23 @@ class App:
 
     # ------------------------------------------------------------------------------ Ollama API
     async def root(self, req, conn, entry):
+        """``GET|HEAD /``: the heartbeat."""
         await self.send(conn, entry, 200, b"Ollama is running", "text/plain; charset=utf-8",
                         head_only=req.method == "HEAD")
 
     async def version_(self, req, conn, entry):
+        """``GET|HEAD /api/version``."""
         await self.json(conn, entry, {"version": self.version}, head_only=req.method == "HEAD")
 
     async def tags(self, req, conn, entry):
+        """``GET|HEAD /api/tags``: every model the backend has."""
         models = [{"name": m.display, "model": m.display, "modified_at": wire.rfc3339(m.modified_ns, True),
                    "size": m.size, "digest": m.digest, "details": m.details()}
                   for m in self.backend.models.values()]
         await self.json(conn, entry, {"models": models}, head_only=req.method == "HEAD")
 
     async def show(self, req, conn, entry):
+        """``POST /api/show``: details, model_info, capabilities."""
         try:
             body = wire.decode_body(req.body, req.path)
         except wire.DecodeError as err:
@@ -140,6 +144,7 @@ class App:
         await self.json(conn, entry, info)
 
     async def ps(self, req, conn, entry):
+        """``GET /api/ps``: the loaded models, longest-lived first."""
         now = time.time_ns()
         models = [{"name": r.model.display, "model": r.model.display, "size": r.model.size,
                    "digest": r.model.digest, "details": r.model.details(),
@@ -149,6 +154,7 @@ class App:
         await self.json(conn, entry, {"models": models})
 
     async def pull(self, req, conn, entry):
+        """``POST /api/pull``: progress lines for a known model, Ollama's error for others."""
         try:
             body = wire.decode_body(req.body, req.path)
         except wire.DecodeError as err:
@@ -175,6 +181,7 @@ class App:
         entry["status"] = 200
 
     async def chat(self, req, conn, entry):
+        """``POST /api/chat`` (see ``chat.py``)."""
         await chat.handle(self, req, conn, entry)
 
     # ----------------------------------------------------------------------------- control API

@@ -306,7 +306,8 @@ def raw_request(url: str, path: str = "/api/chat", body=None, method: str = "POS
                 break
             reads.append((time.monotonic() - t0, data))
             ex = RawExchange(reads, False)
-            if ex.complete or (on_read is not None and on_read(ex)):
+            leave = on_read(ex) if on_read is not None else False
+            if ex.complete or leave:
                 break
     finally:
         sock.close()

@@ -16,6 +16,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 from ollama_bridge_msgs.msg import Response, ResponseChunk
 
+COLOR = sys.stdout.isatty()
+BOLD, DIM, RED, PLAIN = ("\033[1m", "\033[2m", "\033[31m", "\033[0m") if COLOR else ("", "", "", "")
 DEEP = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 DEFAULT_UTTERANCES = [
     "Hello! Who are you?",
@@ -49,7 +51,7 @@ class Conversation:
 
     def ask(self, text: str, timeout: float) -> Response | None:
         self.done.clear()
-        print(f"\n\033[1myou>\033[0m {text}\n\033[1mrobot>\033[0m ", end="", flush=True)
+        print(f"\n{BOLD}you>{PLAIN} {text}\n{BOLD}robot>{PLAIN} ", end="", flush=True)
         self.pub.publish(String(data=text))
         if not self.done.wait(timeout):
             print(f"\n(no answer within {timeout:.0f} s)")
@@ -60,11 +62,11 @@ class Conversation:
 
 def summarize(r: Response):
     if r.done_reason == "error":
-        print(f"\n\033[31m[error: {r.error}]\033[0m")
+        print(f"\n{RED}[error: {r.error}]{PLAIN}")
         return
     tokens_per_s = r.eval_count / (r.eval_duration_ns / 1e9) if r.eval_duration_ns else 0.0
-    print(f"\n\033[2m[first chunk {r.time_to_first_chunk_s * 1000:.0f} ms · {tokens_per_s:.0f} tokens/s · "
-          f"{r.eval_count} tokens in {r.total_time_s:.2f} s · {r.model} · {r.done_reason}]\033[0m", flush=True)
+    print(f"\n{DIM}[first chunk {r.time_to_first_chunk_s * 1000:.0f} ms · {tokens_per_s:.0f} tokens/s · "
+          f"{r.eval_count} tokens in {r.total_time_s:.2f} s · {r.model} · {r.done_reason}]{PLAIN}", flush=True)
 
 
 def main() -> int:
@@ -79,7 +81,8 @@ def main() -> int:
     node = rclpy.create_node("ollama_bridge_demo")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    stop = threading.Event()
+    spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
     spinner.start()
     conversation = Conversation(node, args.namespace.rstrip("/"))
     failures = 0
@@ -104,15 +107,18 @@ def main() -> int:
     except KeyboardInterrupt:
         print()
     finally:
+        stop.set()
+        spinner.join(2)
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 1 if failures else 0
 
 
-def _spin(executor):
+def _spin(executor, stop: threading.Event):
     try:
-        executor.spin()
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=0.05)
     except (ExternalShutdownException, KeyboardInterrupt):
         pass
 

@@ -305,6 +305,20 @@ def test_cli_prints_one_readiness_line_and_exits_0_on_signal(sig):
         proc.stderr.close()
 
 
+def test_sigterm_during_a_stream_exits_0_at_once():
+    import threading
+    with EmulatorProcess(config={"models": {"slow": {"reply": "a " * 100, "chunk_delay_ms": 200}}}) as e:
+        got = []
+        reader = threading.Thread(target=lambda: got.append(chat(e, {"model": "slow", "messages": [
+            {"role": "user", "content": "x"}]}, timeout=30)))
+        reader.start()
+        e.wait_for(lambda x: x.state()["active"], what="the stream to start")
+        t0 = time.monotonic()
+        assert e.stop() == 0 and time.monotonic() - t0 < 3
+        reader.join(10)
+        assert got[0].eof and not got[0].complete
+
+
 def test_restart_keeps_the_port_and_kill_is_a_crash():
     with EmulatorProcess(config=CONFIG) as e:
         url = e.url
