@@ -14,7 +14,7 @@ import pytest
 import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from harness import fresh_namespace
+from harness import fresh_namespace, wait_until
 from ollama_bridge_eval.bag_input import read_utterances
 from ollama_bridge_eval.msgtypes import STRING, UTTERANCE, typestore
 
@@ -257,6 +257,31 @@ def test_model_and_seed_apply_to_one_run_and_compare_prints_both_side_by_side(st
     assert f"| 0 | hi | {reply('hi', 1)} | Small model heard hi. |" in table
     assert f"| 1 | bye | {reply('bye', 2)} | Small model heard bye. |" in table
     assert "| failures | 0 | 0 | 0 |" in table
+
+
+def test_a_bridge_that_goes_away_mid_replay_leaves_a_partial_report_and_exit_2(start_bridge, emu, tmp_path):
+    emu.set_models({"slow": {"reply": "one two three four five six seven eight nine ten", "chunk_delay_ms": 150}})
+    node, ep = start_bridge(model="slow")
+    bag = speech_bag(tmp_path / "in", ["first", "second", "third"], "mcap")
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "ollama_bridge_eval", str(bag), "--topic", "/asr/text",
+                             "--namespace", ep.ns, "--out", str(out), "--timeout", "2"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: ep.partials.snapshot(), 30, "the first answer to stream")
+        assert node.stop() == 0                   # SIGINT: the node cancels the stream and leaves
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, stderr
+    assert stderr.splitlines()[-1].startswith("eval: error: the bridge went away during the replay")
+    report = json.loads((out / "report.json").read_text())
+    statuses = [r["status"] for r in report["utterances"]]
+    # the stream is cancelled by the shutdown; what follows is cancelled, unanswered or not played
+    assert statuses[0] in ("cancelled", "timeout"), statuses
+    assert set(statuses[1:]) <= {"cancelled", "timeout", "not played"}, statuses
+    assert report["summary"]["failures"] == 3 and report["aborted"] == "the bridge went away during the replay"
+    assert (out / "bag/metadata.yaml").exists() and (out / "latency.png").exists()
 
 
 # ------------------------------------------------------------------------------ bad input
