@@ -15,6 +15,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.signals import SignalHandlerOptions
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from std_msgs.msg import String
@@ -50,7 +51,8 @@ class BridgeLink:
                  node_name: str = "ollama_bridge"):
         self.namespace, self.node_name = namespace, node_name
         self.listener, self.sink = listener, sink
-        rclpy.init(args=[])
+        # No rclpy signal handlers: Ctrl-C must not shut ROS down before the parameters are restored.
+        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
         self.node = rclpy.create_node(f"ollama_bridge_eval_{os.getpid()}")
         self.input_class = String if input_type == STRING else UtteranceMsg
         self.input_topic = join_topic(namespace, "speech_text" if input_type == STRING else "utterance")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 from .bag_input import Utterance
 
+GONE = "the bridge went away during the replay"
+
 
 @dataclass
 class Result:
@@ -168,7 +170,12 @@ class Player:
                 r.outcome = "timeout"
                 self.tracker.forget(r)
         if not self.link.still_there():
-            self.aborted = "the bridge went away during the replay"
+            self.aborted = GONE
+
+    @staticmethod
+    def _not_played(rest: list[Result]):
+        for r in rest:
+            r.outcome = "not played"
 
     def play_turns(self, utterances: list[Utterance]) -> list[Result]:
         """One utterance at a time, each after the previous answer."""
@@ -176,10 +183,9 @@ class Player:
         playable = self._skip_empty(results)
         for n, result in enumerate(playable):
             if not self.aborted and not self.link.still_there():
-                self.aborted = "the bridge went away during the replay"
+                self.aborted = GONE
             if self.stop.is_set() or self.aborted:
-                for r in playable[n:]:
-                    r.outcome = "not played"
+                self._not_played(playable[n:])
                 break
             self._send(result)
             if not self.tracker.wait_answers([result], self.timeout, self.stop):
@@ -197,8 +203,7 @@ class Player:
         for n, result in enumerate(playable):
             due = t0 + (result.utterance.stamp_ns - stamp0) / 1e9 / rate
             if self.stop.wait(max(0.0, due - time.monotonic())):
-                for r in playable[n:]:
-                    r.outcome = "not played"
+                self._not_played(playable[n:])
                 break
             self._send(result)
         sent = [r for r in playable if r.sent_mono is not None]

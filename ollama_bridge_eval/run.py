@@ -100,7 +100,8 @@ class Replay:
                 log(f"warning: could not restore {name}={value!r}: {err}")
 
     def _read_params(self, link: BridgeLink):
-        if not link.get_params_client.service_is_ready():
+        """The bridge parameters in effect, for the report (skipped if the service is absent)."""
+        if not link.get_params_client.wait_for_service(timeout_sec=min(self.settings.timeout, 2.0)):
             return
         for name in REPORTED_PARAMS:
             try:

@@ -18,16 +18,17 @@ Run: ``python -m ollama_server --port 11434`` (see ``README.md`` beside this fil
 __all__ = ["serve"]
 
 
-async def serve(app, host: str = "127.0.0.1", port: int = 0, ready=None, stop=None) -> None:
-    """Serve ``app`` until ``stop`` (an ``asyncio.Event``) is set; ``ready(url)`` once listening."""
+async def serve(app, host: str = "127.0.0.1", port: int = 0, ready=None, stop=None, ssl_context=None) -> None:
+    """Serve ``app`` until ``stop`` (an ``asyncio.Event``) is set; ``ready(url)`` once listening.
+    With ``ssl_context`` it speaks HTTPS (as Ollama behind a TLS proxy does)."""
     import asyncio
 
     from .http import HttpServer
 
-    server = HttpServer(app.handle, host, port)
+    server = HttpServer(app.handle, host, port, ssl_context)
     bound_host, bound_port = await server.start()
     if ready is not None:
-        ready("http://%s:%d" % (bound_host if ":" not in bound_host else "[%s]" % bound_host, bound_port))
+        ready("%s://%s:%d" % ("https" if ssl_context else "http", bound_host if ":" not in bound_host else "[%s]" % bound_host, bound_port))
     try:
         await (stop or asyncio.Event()).wait()
     finally:

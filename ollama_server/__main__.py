@@ -32,6 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-queue", type=int, default=512, help="waiting requests before 503 (OLLAMA_MAX_QUEUE)")
     ap.add_argument("--local-time", action="store_true",
                     help="created_at in local time with offset (old Ollama) instead of UTC")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    ap.add_argument("--tls-key", help="the certificate's PEM private key")
     ap.add_argument("--log-level", default="INFO")
     return ap.parse_args(argv)
 
@@ -63,7 +65,12 @@ async def main_async(args) -> None:
         sys.stdout.flush()
         logging.getLogger("ollama_server").info("listening on %s (backend %s)", url, app.backend.kind)
 
-    await serve(app, args.host, args.port, ready=ready, stop=stop)
+    ssl_context = None
+    if args.tls_cert:
+        import ssl
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.tls_cert, args.tls_key)
+    await serve(app, args.host, args.port, ready=ready, stop=stop, ssl_context=ssl_context)
     if hasattr(app.backend, "close"):
         app.backend.close()
 

@@ -277,8 +277,8 @@ class ChunkedStream:
 class HttpServer:
     """Accepts connections and runs ``handler(request, connection)`` for each request in turn."""
 
-    def __init__(self, handler, host: str = "127.0.0.1", port: int = 0):
-        self.handler, self.host, self.port = handler, host, port
+    def __init__(self, handler, host: str = "127.0.0.1", port: int = 0, ssl_context=None):
+        self.handler, self.host, self.port, self.ssl_context = handler, host, port, ssl_context
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[Connection] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -286,7 +286,7 @@ class HttpServer:
     async def start(self) -> tuple[str, int]:
         """Bind and listen; returns the bound (host, port)."""
         self._server = await asyncio.start_server(self._serve, self.host, self.port, backlog=1024,
-                                                  reuse_address=True, limit=1 << 20)
+                                                  reuse_address=True, limit=1 << 20, ssl=self.ssl_context)
         sockname = self._server.sockets[0].getsockname()
         self.port = sockname[1]
         return sockname[0], sockname[1]

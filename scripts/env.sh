@@ -56,7 +56,5 @@ case ":${PYTHONPATH:-}:" in *":$ROS_INSTALL/$_ob_site:"*) ;; *)
 esac
 case ":$PATH:" in *":$ROS_INSTALL/bin:"*) ;; *) export PATH="$ROS_INSTALL/bin:$PATH" ;; esac
 
-# r2r generates bindings only for these packages (plus the ones it always adds); changing the list
-# re-runs its code generation, so keep it here and nowhere else.
-export IDL_PACKAGE_FILTER="std_msgs;rosgraph_msgs;ollama_bridge_msgs"
+# r2r's IDL_PACKAGE_FILTER is set in .cargo/config.toml (one place for every kind of build).
 unset _ob_base _ob_libs _ob_pyver _ob_site _d

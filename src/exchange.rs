@@ -158,9 +158,15 @@ fn counters(chunk: &ChatChunk) -> Counters {
 }
 
 /// The `error` text of a failed request: the client's own description (cause and what to do),
-/// plus which model and server it was.
+/// plus which model and server it was. The API key is scrubbed from it: a server or proxy may
+/// echo the key in an `{"error"}` line or a garbled line mid-stream, and this text is published
+/// and logged.
 pub fn describe_error(e: &OllamaError, config: &Config) -> String {
-    format!("{e} [model '{}' at {}]", config.model, config.ollama_url)
+    let text = format!("{e} [model '{}' at {}]", config.model, config.ollama_url);
+    match crate::config::api_key_from_env() {
+        Some(key) => text.replace(key.trim(), "<redacted>"),
+        None => text,
+    }
 }
 
 #[cfg(test)]

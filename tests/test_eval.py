@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -259,14 +260,41 @@ def test_model_and_seed_apply_to_one_run_and_compare_prints_both_side_by_side(st
     assert "| failures | 0 | 0 | 0 |" in table
 
 
+SLOW = {"slow": {"reply": "one two three four five six seven eight nine ten", "chunk_delay_ms": 150}}
+
+
+def start_eval(bag, ns, out, *extra):
+    """The tool in the background (to be disturbed while it plays)."""
+    return subprocess.Popen([sys.executable, "-m", "ollama_bridge_eval", str(bag), "--topic", "/asr/text",
+                             "--namespace", ns, "--out", str(out), *map(str, extra)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_restores_the_parameters_and_writes_a_partial_report(start_bridge, emu, tmp_path):
+    emu.set_models(SLOW)
+    _, ep = start_bridge(options_json='{"num_ctx": 1024}')
+    bag = speech_bag(tmp_path / "in", ["first", "second"], "mcap")
+    proc = start_eval(bag, ep.ns, tmp_path / "run", "--seed", 5, "--model", "slow")
+    try:
+        wait_until(lambda: ep.partials.snapshot(), 30, "the first answer to stream")
+        assert ep.get_params("options_json", "model") == ['{"num_ctx": 1024, "seed": 5, "temperature": 0}',
+                                                          "slow"]
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert ep.get_params("options_json", "model") == ['{"num_ctx": 1024}', "llama3.2"]
+    rows = json.loads((tmp_path / "run/report.json").read_text())["utterances"]
+    assert [r["status"] for r in rows] == ["interrupted", "not played"]
+
+
 def test_a_bridge_that_goes_away_mid_replay_leaves_a_partial_report_and_exit_2(start_bridge, emu, tmp_path):
-    emu.set_models({"slow": {"reply": "one two three four five six seven eight nine ten", "chunk_delay_ms": 150}})
+    emu.set_models(SLOW)
     node, ep = start_bridge(model="slow")
     bag = speech_bag(tmp_path / "in", ["first", "second", "third"], "mcap")
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ollama_bridge_eval", str(bag), "--topic", "/asr/text",
-                             "--namespace", ep.ns, "--out", str(out), "--timeout", "2"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_eval(bag, ep.ns, out, "--timeout", 2)
     try:
         wait_until(lambda: ep.partials.snapshot(), 30, "the first answer to stream")
         assert node.stop() == 0                   # SIGINT: the node cancels the stream and leaves
