@@ -308,33 +308,39 @@ def test_history_is_limited_to_max_history_turns(start_bridge, emu):
 
 
 def test_memory_stays_flat_over_10000_requests(start_bridge, emu):
-    emu.set_models({"zero": {"reply": "ok"}})
+    # ~3 kB per exchange: 10,000 exchanges kept anywhere (history, finished requests) would be 30 MB
+    reply, padding = "ok " + "x" * 2000, " " + "u" * 1000
+    emu.set_models({"zero": {"reply": reply, "piece_chars": 4096}})
     sessions, turns = 250, 4
     node, ep = start_bridge(model="zero", max_concurrent_requests=32, max_history_turns=turns,
                             max_queue_per_session=64, system_prompt="")
     sent = 0
 
-    def wave(n_waves):
+    def waves(n):
         nonlocal sent
-        for _ in range(n_waves):
+        for _ in range(n):
             for s in range(sessions):
-                ep.utter(f"soak{s}", f"q{sent}")
+                ep.utter(f"soak{s}", f"q{sent}{padding}")
                 sent += 1
             ep.wait_finals(sent, timeout=60)
             emu.clear_requests()
 
-    wave(turns + 2)                                          # every history at its bound
+    waves(10)                                                # warm-up: every history at its bound, pools full
     before = proc_status(node.proc.pid)
-    wave(40)                                                 # 10,000 more
+    waves(40)                                                # 10,000 more
     after = proc_status(node.proc.pid)
     finals = ep.finals.snapshot()
-    assert len(finals) == sent and all(f.done_reason == "stop" for f in finals)
+    assert len(finals) == sent and all(f.done_reason == "stop" and f.text == reply for f in finals)
     growth_mb = (after["VmRSS"] - before["VmRSS"]) / 1024
     print(f"\nRSS {before['VmRSS'] / 1024:.1f} MB -> {after['VmRSS'] / 1024:.1f} MB "
           f"({growth_mb:+.1f} MB), threads {before['Threads']} -> {after['Threads']}, "
           f"fds {before['fds']} -> {after['fds']}")
     assert growth_mb < 15, f"RSS grew by {growth_mb:.1f} MB over 10,000 requests"
-    assert after["Threads"] <= before["Threads"] + 2 and after["fds"] <= before["fds"] + 40
+    assert after["Threads"] <= before["Threads"] + 2
+    assert after["fds"] < 200, "open files stay bounded (pooled connections come and go, none leak)"
+    ep.utter("soak0", "check")
+    ep.wait_finals(sent + 1)
+    assert len(emu.chat_bodies()[-1]["messages"]) == 2 * turns + 1, "history stayed at max_history_turns"
     node.assert_healthy()
 
 
