@@ -17,15 +17,17 @@ export OB_REPO
 export OB_BUILD_DIR="${OLLAMA_BRIDGE_BUILD_DIR:-$OB_REPO/.build}"
 export ROS_INSTALL="$OB_BUILD_DIR/install"     # ollama_bridge_msgs + the ollama_bridge ament package
 export ROS_DISTRO="${ROS_DISTRO:-jazzy}"       # r2r's build script requires it
+# The project's venv: the ROS 2 wheels, or (with a system ROS) only the project's Python tools.
+export VENV="$OB_BUILD_DIR/venv"
 
 # A system ROS is in use when its setup.bash was sourced (it sets AMENT_PREFIX_PATH to /opt/ros/...).
 if [[ -n "${OB_SYSTEM_ROS:-}" || ":${AMENT_PREFIX_PATH:-}:" == *":/opt/ros/"* ]]; then
   export OB_SYSTEM_ROS="${OB_SYSTEM_ROS:-${AMENT_PREFIX_PATH%%:*}}"
-  export OB_PYTHON="${OB_PYTHON:-python3}"
+  export OB_PYTHON="$VENV/bin/python"
+  [[ -x "$OB_PYTHON" ]] || OB_PYTHON=python3
   _ob_base="$OB_SYSTEM_ROS"
   _ob_libs=""
 else
-  export VENV="$OB_BUILD_DIR/venv"
   export OB_PYTHON="$VENV/bin/python"
   _ob_base="$VENV"
   _ob_pyver="$("$OB_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.11)"
