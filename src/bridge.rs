@@ -292,6 +292,7 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         log::info!("request {} (session '{}'): {} after {:.2}s, {} chars out{}", response.request_id,
             printable(&session_id), response.ending.done_reason(), response.total_time_s, response.text.len(),
             if response.ending.error().is_empty() { String::new() } else { format!(": {}", response.ending.error()) });
+        // Commit, then answer: a listener that saw the final can rely on the exchange being saved.
         let turn = outcome.turn.clone();
         if inner.store.finish(&session_id, job.epoch, outcome.turn, config.max_history_turns) {
             if let (Some(files), Some(turn)) = (&inner.history_files, turn) {
@@ -300,6 +301,7 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
                 }
             }
         }
+        inner.outputs.finished(response);
     }
 }
 

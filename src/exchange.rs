@@ -46,7 +46,9 @@ enum Failure {
     Ollama(OllamaError),
 }
 
-/// Runs `job` to its end and publishes every partial and the final response.
+/// Runs `job` to its end, publishing every partial. The final response is returned, not
+/// published: the caller commits the exchange (history, `history_dir`) first, so whoever sees a
+/// final can rely on its exchange being saved.
 pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs) -> ExchangeOutcome {
     let request = &job.request;
     let mut progress = Progress { text: String::new(), seq: 0, first_chunk: None };
@@ -76,7 +78,6 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         time_to_first_chunk_s: progress.first_chunk.map(since).unwrap_or(0.0),
         total_time_s: since(Instant::now()),
     };
-    outputs.finished(&response);
     ExchangeOutcome { response, turn }
 }
 

@@ -68,6 +68,13 @@ impl From<std::io::Error> for StartError {
 
 /// Runs the node until `shutdown` resolves (SIGINT/SIGTERM in `main`).
 pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // Poll `shutdown` once before anything is discoverable: that installs the signal handlers, so
+    // a SIGINT sent as soon as the node's topics appear stops it cleanly instead of killing it.
+    let mut shutdown = Box::pin(shutdown);
+    if runtime.block_on(async { futures::poll!(shutdown.as_mut()) }).is_ready() {
+        return Ok(());
+    }
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, NODE_NAME, "")?;
     crate::logging::set_ros_logger(node.logger());
@@ -76,7 +83,6 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     let (param_service, param_events) = node.make_derived_parameter_handler(params.clone())?;
     let config = ConfigHandle::new(Config::from_params(&params.lock().unwrap_or_else(|e| e.into_inner()).values)?);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let _entered = runtime.enter();
     let outputs = Arc::new(RosOutputs::create(&mut node)?);
     let bridge = Bridge::start(config.clone(), outputs);
