@@ -54,9 +54,15 @@ impl Bridge {
         let store = SessionStore::new();
         let history_files = snapshot.history_dir.as_ref().and_then(|dir| match HistoryFiles::open(dir) {
             Ok(files) => {
-                for (session, turns) in files.load_all() {
-                    store.restore(&session, turns, snapshot.max_history_turns);
+                // the most recently used sessions, as many as memory may hold; the others are
+                // read back when they speak again
+                let saved = files.load_all(snapshot.max_history_turns);
+                let (mut sessions, mut turns) = (0, 0);
+                for session in saved.into_iter().take(snapshot.max_sessions) {
+                    (sessions, turns) = (sessions + 1, turns + session.turns.len());
+                    store.restore(&session.id, session.turns, snapshot.max_history_turns);
                 }
+                log::info!("restored {sessions} session(s), {turns} exchange(s) from {}", dir.display());
                 Some(files)
             }
             Err(e) => {
@@ -108,10 +114,19 @@ impl Bridge {
         if inner.shutdown.is_cancelled() {
             return inner.reject(request, &config, Ending::Cancelled);
         }
-        let limits = Limits { max_queue_per_session: config.max_queue_per_session, max_sessions: config.max_sessions };
+        let limits = Limits {
+            max_queue_per_session: config.max_queue_per_session,
+            max_sessions: config.max_sessions,
+            max_history_turns: config.max_history_turns,
+        };
         log::info!("request {} (session '{}'): {} chars in", request.id, request.session_id, request.text.chars().count());
         let session = request.session_id.clone();
-        match inner.store.admit(request.clone(), limits) {
+        // A session not in memory (evicted, or not restored at start) continues from its file.
+        let saved = match &inner.history_files {
+            Some(files) if !inner.store.contains(&session) => files.load(&session, config.max_history_turns),
+            _ => Vec::new(),
+        };
+        match inner.store.admit(request.clone(), limits, saved) {
             Admission::StartWorker => {
                 inner.workers.spawn(run_session(inner.clone(), session));
             }
@@ -296,7 +311,9 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         let turn = outcome.turn.clone();
         if inner.store.finish(&session_id, job.epoch, outcome.turn, config.max_history_turns) {
             if let (Some(files), Some(turn)) = (&inner.history_files, turn) {
-                if let Err(e) = files.append(&session_id, &turn) {
+                // checked again under the files' lock: a reset in between must not bring it back
+                let current = || inner.store.is_current(&session_id, job.epoch);
+                if let Err(e) = files.append_if(&session_id, &turn, config.max_history_turns, current) {
                     log::error!("could not save the exchange of session '{}': {e}", printable(&session_id));
                 }
             }
@@ -317,6 +334,9 @@ async fn expire_idle_sessions(inner: Arc<Inner>) {
         if let Some(ttl) = inner.config.get().session_ttl {
             for id in inner.store.expire_idle(ttl) {
                 log::info!("session '{}' forgotten after {:.0}s idle (session_ttl_s)", printable(&id), ttl.as_secs_f64());
+                if let Some(Err(e)) = inner.history_files.as_ref().map(|files| files.remove(&id)) {
+                    log::error!("could not delete the history file of session '{}': {e}", printable(&id));
+                }
             }
         }
     }

@@ -163,7 +163,11 @@ fn counters(chunk: &ChatChunk) -> Counters {
 /// echo the key in an `{"error"}` line or a garbled line mid-stream, and this text is published
 /// and logged.
 pub fn describe_error(e: &OllamaError, config: &Config) -> String {
-    let text = format!("{e} [model '{}' at {}]", config.model, config.ollama_url);
+    let setting = match e {
+        OllamaError::Stalled { .. } => " (the idle timeout is request_timeout_s)",
+        _ => "",
+    };
+    let text = format!("{e}{setting} [model '{}' at {}]", config.model, config.ollama_url);
     match crate::config::api_key_from_env() {
         Some(key) => text.replace(key.trim(), "<redacted>"),
         None => text,

@@ -67,6 +67,7 @@ pub struct ResetReport {
 pub struct Limits {
     pub max_queue_per_session: usize,
     pub max_sessions: usize,
+    pub max_history_turns: usize,
 }
 
 #[derive(Default)]
@@ -110,8 +111,9 @@ impl SessionStore {
     }
 
     /// Queues `request` in its session, creating the session (and evicting the least recently
-    /// used idle one when `max_sessions` is reached).
-    pub fn admit(&self, request: Request, limits: Limits) -> Admission {
+    /// used idle one when `max_sessions` is reached). A session created here starts with
+    /// `saved` (its history read back from disk, if any).
+    pub fn admit(&self, request: Request, limits: Limits, saved: Vec<Turn>) -> Admission {
         let mut inner = self.lock();
         if !inner.sessions.contains_key(&request.session_id) && inner.sessions.len() >= limits.max_sessions {
             let lru = inner
@@ -133,7 +135,10 @@ impl SessionStore {
                 }
             }
         }
-        let session = inner.sessions.entry(request.session_id.clone()).or_default();
+        let session = inner.sessions.entry(request.session_id.clone()).or_insert_with(|| {
+            let skip = saved.len().saturating_sub(limits.max_history_turns);
+            Session { history: saved.into_iter().skip(skip).collect(), ..Session::default() }
+        });
         session.last_used = Some(Instant::now());
         if session.worker_active {
             if session.queue.len() >= limits.max_queue_per_session {
@@ -239,6 +244,16 @@ impl SessionStore {
         session.history = turns.into_iter().skip(skip).collect();
     }
 
+    /// Whether `session_id` is in memory.
+    pub fn contains(&self, session_id: &str) -> bool {
+        self.lock().sessions.contains_key(session_id)
+    }
+
+    /// Whether a job started at `epoch` still belongs to the session (no reset since).
+    pub fn is_current(&self, session_id: &str, epoch: u64) -> bool {
+        self.lock().sessions.get(session_id).is_some_and(|s| s.epoch == epoch)
+    }
+
     /// The completed turns of a session (empty when unknown).
     pub fn history(&self, session_id: &str) -> Vec<Turn> {
         self.lock().sessions.get(session_id).map(|s| s.history.iter().cloned().collect()).unwrap_or_default()
@@ -264,7 +279,7 @@ impl SessionStore {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_queue_per_session: 2, max_sessions: 2 };
+    const LIMITS: Limits = Limits { max_queue_per_session: 2, max_sessions: 2, max_history_turns: 10 };
 
     fn req(id: u64, session: &str) -> Request {
         Request { id, session_id: session.into(), text: format!("t{id}"), arrived: Instant::now() }
@@ -277,9 +292,9 @@ mod tests {
     fn one_worker_per_session_in_arrival_order() {
         let store = SessionStore::new();
         let root = CancellationToken::new();
-        assert_eq!(store.admit(req(1, "a"), LIMITS), Admission::StartWorker);
-        assert_eq!(store.admit(req(2, "a"), LIMITS), Admission::Queued);
-        assert_eq!(store.admit(req(3, "b"), LIMITS), Admission::StartWorker);
+        assert_eq!(store.admit(req(1, "a"), LIMITS, vec![]), Admission::StartWorker);
+        assert_eq!(store.admit(req(2, "a"), LIMITS, vec![]), Admission::Queued);
+        assert_eq!(store.admit(req(3, "b"), LIMITS, vec![]), Admission::StartWorker);
         let j1 = store.next_job("a", &root).unwrap();
         assert_eq!(j1.request.id, 1);
         assert!(store.finish("a", j1.epoch, turn(1), 10));
@@ -287,16 +302,16 @@ mod tests {
         assert_eq!((j2.request.id, j2.history.len()), (2, 1));
         store.finish("a", j2.epoch, None, 10);
         assert!(store.next_job("a", &root).is_none());
-        assert_eq!(store.admit(req(4, "a"), LIMITS), Admission::StartWorker, "worker ended with the queue");
+        assert_eq!(store.admit(req(4, "a"), LIMITS, vec![]), Admission::StartWorker, "worker ended with the queue");
     }
 
     #[test]
     fn queue_limit_rejects_with_a_reason() {
         let store = SessionStore::new();
-        store.admit(req(1, "a"), LIMITS);
-        store.admit(req(2, "a"), LIMITS);
-        store.admit(req(3, "a"), LIMITS);
-        match store.admit(req(4, "a"), LIMITS) {
+        store.admit(req(1, "a"), LIMITS, vec![]);
+        store.admit(req(2, "a"), LIMITS, vec![]);
+        store.admit(req(3, "a"), LIMITS, vec![]);
+        match store.admit(req(4, "a"), LIMITS, vec![]) {
             Admission::Rejected(why) => assert!(why.contains("max_queue_per_session")),
             other => panic!("{other:?}"),
         }
@@ -307,7 +322,7 @@ mod tests {
         let store = SessionStore::new();
         let root = CancellationToken::new();
         for n in 0..5 {
-            store.admit(req(n.into(), "a"), LIMITS);
+            store.admit(req(n.into(), "a"), LIMITS, vec![]);
             let job = store.next_job("a", &root).unwrap();
             store.finish("a", job.epoch, turn(n), 3);
             assert!(store.next_job("a", &root).is_none());
@@ -320,9 +335,9 @@ mod tests {
     fn reset_cancels_running_drops_queued_and_blocks_late_commit() {
         let store = SessionStore::new();
         let root = CancellationToken::new();
-        store.admit(req(1, "a"), LIMITS);
-        store.admit(req(2, "a"), LIMITS);
-        store.admit(req(9, "b"), LIMITS);
+        store.admit(req(1, "a"), LIMITS, vec![]);
+        store.admit(req(2, "a"), LIMITS, vec![]);
+        store.admit(req(9, "b"), LIMITS, vec![]);
         let job = store.next_job("a", &root).unwrap();
         let report = store.reset(Some("a"));
         assert_eq!((report.sessions, report.cancelled, report.dropped.len()), (1, 1, 1));
@@ -337,15 +352,29 @@ mod tests {
     fn lru_idle_session_is_evicted_busy_ones_never() {
         let store = SessionStore::new();
         let root = CancellationToken::new();
-        store.admit(req(1, "old"), LIMITS);
+        store.admit(req(1, "old"), LIMITS, vec![]);
         let j = store.next_job("old", &root).unwrap();
         store.finish("old", j.epoch, turn(1), 10);
         store.next_job("old", &root);
-        store.admit(req(2, "busy"), LIMITS);
-        assert_eq!(store.admit(req(3, "new"), LIMITS), Admission::StartWorker);
+        store.admit(req(2, "busy"), LIMITS, vec![]);
+        assert_eq!(store.admit(req(3, "new"), LIMITS, vec![]), Admission::StartWorker);
         assert_eq!(store.evicted_total(), 1);
         assert!(store.history("old").is_empty());
-        assert!(matches!(store.admit(req(4, "another"), LIMITS), Admission::Rejected(_)));
+        assert!(matches!(store.admit(req(4, "another"), LIMITS, vec![]), Admission::Rejected(_)));
+    }
+
+    #[test]
+    fn a_new_session_starts_from_its_saved_history_and_a_reset_outdates_jobs() {
+        let store = SessionStore::new();
+        let root = CancellationToken::new();
+        let saved: Vec<Turn> = (0..12).map(|n| turn(n).unwrap()).collect();
+        store.admit(req(1, "a"), LIMITS, saved);
+        assert_eq!(store.history("a").len(), 10, "bounded by max_history_turns");
+        assert_eq!(store.history("a")[0].user, "u2");
+        let job = store.next_job("a", &root).unwrap();
+        assert!(store.is_current("a", job.epoch));
+        store.reset(Some("a"));
+        assert!(!store.is_current("a", job.epoch));
     }
 
     #[test]

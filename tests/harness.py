@@ -122,6 +122,10 @@ class Recorder:
             self.messages.append(msg)
             self.cond.notify_all()
 
+    def clear(self):
+        with self.cond:
+            self.messages.clear()
+
     def snapshot(self) -> list:
         with self.cond:
             return list(self.messages)
@@ -151,13 +155,36 @@ class BridgeEndpoints:
         self.get_params_client = node.create_client(GetParameters, f"{ns}/ollama_bridge/get_parameters")
 
     def wait_ready(self, timeout: float = 20.0):
-        """Until the node's inputs, outputs and services are all matched with ours."""
+        """Until the node's inputs, outputs and services are all matched with ours, and one of its
+        responses has reached us (see `settle`)."""
         wait_until(lambda: self.speech_pub.get_subscription_count() >= 1
                    and self.utterance_pub.get_subscription_count() >= 1
                    and all(s.get_publisher_count() >= 1 for s in self.subs)
                    and self.reset_client.service_is_ready() and self.set_model_client.service_is_ready()
                    and self.set_params_client.service_is_ready(),
                    timeout, f"the node's topics and services under {self.ns}")
+        self.settle(timeout)
+
+    def settle(self, timeout: float = 20.0):
+        """Discovery is seen from our side only: our reader of `response_final` can know the
+        node's writer before that writer knows our reader, and a final published in that window
+        is lost (volatile durability). So an input the node refuses at once (a control character
+        in the session id: no Ollama request, no history) is repeated until its error response
+        arrives; then every recorder is emptied. Reliable delivery is in order, so no earlier
+        probe's response can come later."""
+        deadline = time.monotonic() + timeout
+        for k in itertools.count():
+            prompt = f"probe {k}"
+            self.utter("\x01probe", prompt)
+            try:
+                wait_until(lambda: any(f.prompt == prompt for f in self.finals.snapshot()), 0.5,
+                           "a probe's final", self.finals.cond)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the node's response_final did not reach the test within {timeout}s")
+        for recorder in (self.finals, self.partials, self.texts):
+            recorder.clear()
 
     def say(self, text: str):
         self.speech_pub.publish(String(data=text))

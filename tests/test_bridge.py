@@ -2,41 +2,11 @@
 to the Ollama emulator. What the node sent is checked on the emulator's request log."""
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from harness import wait_until
 
-SYSTEM = {"role": "system", "content": "You are a test robot."}
-
-
-def user(text):
-    return {"role": "user", "content": text}
-
-
-def assistant(text):
-    return {"role": "assistant", "content": text}
-
-
-def messages(body):
-    """The messages of a logged chat body, reduced to role and content."""
-    return [{"role": m["role"], "content": m["content"]} for m in body["messages"]]
-
-
-def joined_partials(ep, final, timeout=10.0):
-    """Waits until the request's partials are all in, returns them (in arrival order)."""
-    wait_until(lambda: "".join(p.text for p in ep.partials_of(final.request_id)) == final.text, timeout,
-               f"partials of request {final.request_id} to add up to {final.text!r} "
-               f"(have {[p.text for p in ep.partials_of(final.request_id)]})")
-    return ep.partials_of(final.request_id)
-
-
-def ask(ep, text, session=None):
-    """Sends one input and returns its final response."""
-    before = len(ep.finals.snapshot())
-    ep.say(text) if session is None else ep.utter(session, text)
-    return ep.wait_finals(before + 1)[before]
+from helpers import SYSTEM, ask, assistant, free_port, joined_partials, messages, user
 
 
 def test_speech_text_streams_partials_then_one_final_and_the_text(start_bridge, emu):
@@ -105,7 +75,9 @@ def test_reset_during_a_stream_cancels_it_and_clears_history(start_bridge, emu):
     _, ep = start_bridge(model="slow")
     ask(ep, "remember this")
     ep.say("count slowly")
-    wait_until(lambda: len(ep.partials.snapshot()) > len(ep.partials_of(1)) + 1, 15, "the second stream to start")
+    first = ep.finals.snapshot()[0]
+    wait_until(lambda: len(ep.partials.snapshot()) > len(ep.partials_of(first.request_id)) + 1, 15,
+               "the second stream to start")
     assert ep.reset("default").success
     cancelled = ep.wait_finals(2)[1]
     assert cancelled.done_reason == "cancelled" and cancelled.error == ""
@@ -154,12 +126,6 @@ def test_a_failed_request_reports_an_error_and_leaves_history_unchanged(start_br
     assert messages(emu.chat_bodies()[-1]) == [SYSTEM, user("first"), assistant(first.text), user("third")]
     assert all(t.data != failed.text or not failed.text for t in ep.texts.snapshot()), "errors are not spoken"
     node.assert_healthy()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ollama_down_gives_a_clear_error_and_recovers_after_a_url_change(start_bridge, emu):

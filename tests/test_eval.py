@@ -294,7 +294,7 @@ def test_a_bridge_that_goes_away_mid_replay_leaves_a_partial_report_and_exit_2(s
     node, ep = start_bridge(model="slow")
     bag = speech_bag(tmp_path / "in", ["first", "second", "third"], "mcap")
     out = tmp_path / "run"
-    proc = start_eval(bag, ep.ns, out, "--timeout", 2)
+    proc = start_eval(bag, ep.ns, out, "--timeout", 10)
     try:
         wait_until(lambda: ep.partials.snapshot(), 30, "the first answer to stream")
         assert node.stop() == 0                   # SIGINT: the node cancels the stream and leaves

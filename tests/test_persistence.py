@@ -7,14 +7,14 @@ import json
 import os
 import signal
 
-from reliability_helpers import bridge  # noqa: F401  (the fixture)
-from reliability_helpers import (ask, conversation, history_file_name, history_pairs, messages,
-                                 read_history, wait_streaming)
+from harness import wait_until
+from helpers import (ask, conversation, history_file_name, history_pairs, messages,
+                     read_history, wait_streaming)
 
 
-def test_each_completed_exchange_is_on_disk_when_its_final_is_published(bridge, emu, tmp_path):
+def test_each_completed_exchange_is_on_disk_when_its_final_is_published(start_bridge, emu, tmp_path):
     history = tmp_path / "history"
-    node, ep = bridge(history_dir=str(history))
+    node, ep = start_bridge(history_dir=str(history))
     saved = {"kitchen": [], "../../escape": [], "default": []}
     for i in range(6):
         for session in saved:
@@ -35,14 +35,14 @@ def test_each_completed_exchange_is_on_disk_when_its_final_is_published(bridge, 
     node.assert_healthy()
 
 
-def test_sessions_are_restored_on_start(bridge, emu, tmp_path):
+def test_sessions_are_restored_on_start(start_bridge, emu, tmp_path):
     history = str(tmp_path / "history")
-    first_node, ep = bridge(history_dir=history)
+    first_node, ep = start_bridge(history_dir=history)
     k1 = ask(ep, "my name is Ada", session="kitchen")
     k2 = ask(ep, "I like tea", session="kitchen")
     d1 = ask(ep, "hello")
     assert first_node.stop() == 0
-    node, ep = bridge(history_dir=history)
+    node, ep = start_bridge(history_dir=history)
     assert "restored 2 session(s), 3 exchange(s)" in node.log()
     k3 = ask(ep, "what is my name?", session="kitchen")
     assert messages(emu.chat_bodies()[-1]) == conversation(
@@ -51,18 +51,44 @@ def test_sessions_are_restored_on_start(bridge, emu, tmp_path):
     assert messages(emu.chat_bodies()[-1]) == conversation(("hello", d1.text), then="and again")
     # a smaller max_history_turns applies to restored sessions too
     node.stop()
-    _, ep = bridge(history_dir=history, max_history_turns=1)
+    _, ep = start_bridge(history_dir=history, max_history_turns=1)
     ask(ep, "short memory", session="kitchen")
     assert messages(emu.chat_bodies()[-1]) == conversation(("what is my name?", k3.text), then="short memory")
+
+
+def test_memory_holds_the_recent_sessions_the_files_hold_the_rest(start_bridge, emu, tmp_path):
+    history = str(tmp_path / "history")
+    first_node, ep = start_bridge(history_dir=history)
+    old = ask(ep, "I am the old one", session="old")
+    ask(ep, "I am the new one", session="new")
+    assert first_node.stop() == 0
+    # at most max_sessions sessions come back at start, the most recent first ...
+    node, ep = start_bridge(history_dir=history, max_sessions=1)
+    assert "restored 1 session(s), 1 exchange(s)" in node.log()
+    # ... and a session that was left out (or evicted later) continues from its file when it speaks
+    ask(ep, "do you remember me?", session="old")
+    assert messages(emu.chat_bodies()[-1]) == conversation(("I am the old one", old.text), then="do you remember me?")
+    assert "evicted least recently used session 'new'" in node.log()
+
+
+def test_an_expired_session_is_forgotten_on_disk_too(start_bridge, emu, tmp_path):
+    history = tmp_path / "history"
+    node, ep = start_bridge(history_dir=str(history), session_ttl_s=1.0)
+    ask(ep, "short-lived", session="brief")
+    assert history_pairs(history, "brief")
+    wait_until(lambda: not (history / history_file_name("brief")).exists(), 10, "the expired session's file to go")
+    assert "forgotten after" in node.log()
+    ask(ep, "hello again", session="brief")
+    assert messages(emu.chat_bodies()[-1]) == conversation(then="hello again")
 
 
 LONG = " ".join(f"word{i}" for i in range(40))
 
 
-def test_kill_9_mid_stream_keeps_completed_exchanges_and_drops_the_interrupted_one(bridge, emu, tmp_path):
+def test_kill_9_mid_stream_keeps_completed_exchanges_and_drops_the_interrupted_one(start_bridge, emu, tmp_path):
     history = tmp_path / "history"
     emu.set_models({"llama3.2": {"reply": ["Short one.", "Short two.", LONG], "chunk_delay_ms": 40}})
-    node, ep = bridge(history_dir=str(history))
+    node, ep = start_bridge(history_dir=str(history))
     s1 = ask(ep, "s1", session="s")
     s2 = ask(ep, "s2", session="s")
     t1 = ask(ep, "t1", session="t")
@@ -77,7 +103,7 @@ def test_kill_9_mid_stream_keeps_completed_exchanges_and_drops_the_interrupted_o
     for path in history.iterdir():
         read_history(path)                                   # every file is whole JSONL
     emu.set_models({"llama3.2": {"reply": "fine"}})
-    node, ep = bridge(history_dir=str(history))
+    node, ep = start_bridge(history_dir=str(history))
     assert "restored 2 session(s)" in node.log()
     ask(ep, "after the crash", session="s")
     assert messages(emu.chat_bodies()[-1]) == conversation(("s1", s1.text), ("s2", s2.text), then="after the crash")
@@ -87,10 +113,10 @@ def test_kill_9_mid_stream_keeps_completed_exchanges_and_drops_the_interrupted_o
     node.assert_healthy()
 
 
-def test_reset_deletes_the_session_file_and_a_cancelled_stream_does_not_bring_it_back(bridge, emu, tmp_path):
+def test_reset_deletes_the_session_file_and_a_cancelled_stream_does_not_bring_it_back(start_bridge, emu, tmp_path):
     history = tmp_path / "history"
     emu.set_models({"slow": {"reply": LONG, "chunk_delay_ms": 30}})
-    node, ep = bridge(history_dir=str(history))
+    node, ep = start_bridge(history_dir=str(history))
     ask(ep, "a1", session="a")
     b1 = ask(ep, "b1", session="b")
     ask(ep, "c1", session="c")
@@ -109,11 +135,11 @@ def test_reset_deletes_the_session_file_and_a_cancelled_stream_does_not_bring_it
     assert not (history / history_file_name("b")).exists()
     assert ep.reset("").success and list(history.iterdir()) == []
     node.stop()
-    node, _ = bridge(history_dir=str(history))
+    node, _ = start_bridge(history_dir=str(history))
     assert "restored 0 session(s), 0 exchange(s)" in node.log()
 
 
-def test_corrupt_and_torn_files_are_reported_and_skipped_line_by_line(bridge, emu, tmp_path):
+def test_corrupt_and_torn_files_are_reported_and_skipped_line_by_line(start_bridge, emu, tmp_path):
     history = tmp_path / "history"
     history.mkdir()
 
@@ -128,7 +154,7 @@ def test_corrupt_and_torn_files_are_reported_and_skipped_line_by_line(bridge, em
     (history / "junk.jsonl").write_bytes(os.urandom(3000).replace(b"\n", b"x"))
     (history / "folder.jsonl").mkdir()
     (history / "notes.txt").write_text("not a history file\n")
-    node, ep = bridge(history_dir=str(history))
+    node, ep = start_bridge(history_dir=str(history))
     log = node.log()
     assert "good.jsonl line 2" in log and "good.jsonl line 3" in log and "good.jsonl line 4" in log, log[-3000:]
     assert "unfinished last line" in log and "no complete line" in log and "folder.jsonl" in log
@@ -141,10 +167,10 @@ def test_corrupt_and_torn_files_are_reported_and_skipped_line_by_line(bridge, em
     node.assert_healthy()
 
 
-def test_an_unusable_history_dir_is_reported_and_conversations_go_on_in_memory(bridge, emu, tmp_path):
+def test_an_unusable_history_dir_is_reported_and_conversations_go_on_in_memory(start_bridge, emu, tmp_path):
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    node, ep = bridge(history_dir=str(not_a_dir))
+    node, ep = start_bridge(history_dir=str(not_a_dir))
     assert "is unusable" in node.log() and str(not_a_dir) in node.log()
     first = ask(ep, "one")
     ask(ep, "two")

@@ -13,8 +13,7 @@ import pytest
 
 from harness import wait_until
 from ollama_server.testing import EmulatorProcess
-from reliability_helpers import bridge  # noqa: F401  (the fixture)
-from reliability_helpers import (SYSTEM, ask, cdr_strings, conversation, free_port,
+from helpers import (SYSTEM, ask, cdr_strings, conversation, free_port,
                                  joined_partials, messages, proc_status, user, wait_streaming)
 
 # ------------------------------------------------------------------------------------- faults
@@ -34,9 +33,9 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("name", FAULTS)
-def test_a_fault_gives_one_clear_error_keeps_history_and_the_next_request_works(bridge, emu, name):
+def test_a_fault_gives_one_clear_error_keeps_history_and_the_next_request_works(start_bridge, emu, name):
     fault, params, expected = FAULTS[name]
-    node, ep = bridge(**params)
+    node, ep = start_bridge(**params)
     first = ask(ep, "first")
     emu.push_fault(fault)
     failed = ask(ep, "second")
@@ -56,8 +55,8 @@ def test_a_fault_gives_one_clear_error_keeps_history_and_the_next_request_works(
     node.assert_healthy()
 
 
-def test_a_stall_mid_stream_fails_after_request_timeout_not_when_ollama_resumes(bridge, emu):
-    node, ep = bridge(request_timeout_s=1.0)
+def test_a_stall_mid_stream_fails_after_request_timeout_not_when_ollama_resumes(start_bridge, emu):
+    node, ep = start_bridge(request_timeout_s=1.0)
     first = ask(ep, "first")
     emu.push_fault({"kind": "stall", "after": 2, "seconds": 3})
     started = time.monotonic()
@@ -77,9 +76,9 @@ SLOW_CONFIG = {"models": {"llama3.2": {"reply": "one two three four five six sev
                                         "chunk_delay_ms": 60}}}
 
 
-def test_ollama_killed_mid_stream_then_restarted(bridge):
+def test_ollama_killed_mid_stream_then_restarted(start_bridge):
     with EmulatorProcess(config=SLOW_CONFIG) as own:
-        node, ep = bridge(ollama_url=own.url)
+        node, ep = start_bridge(ollama_url=own.url)
         first = ask(ep, "first")
         ep.say("second")
         wait_streaming(ep, len(ep.partials_of(first.request_id)) + 2)
@@ -95,10 +94,10 @@ def test_ollama_killed_mid_stream_then_restarted(bridge):
         node.assert_healthy()
 
 
-def test_ollama_absent_at_start_is_reported_and_the_node_recovers_when_it_appears(bridge):
+def test_ollama_absent_at_start_is_reported_and_the_node_recovers_when_it_appears(start_bridge):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    node, ep = bridge(ollama_url=url, max_retries=1)
+    node, ep = start_bridge(ollama_url=url, max_retries=1)
     failed = ask(ep, "anyone there?")
     assert failed.done_reason == "error"
     assert f"cannot connect to Ollama at {url}" in failed.error and "refused" in failed.error, failed.error
@@ -111,8 +110,8 @@ def test_ollama_absent_at_start_is_reported_and_the_node_recovers_when_it_appear
 
 
 # ------------------------------------------------------------------------------------ retries
-def test_transient_503s_are_retried_with_backoff_without_duplicate_partials(bridge, emu):
-    node, ep = bridge(max_retries=2)
+def test_transient_503s_are_retried_with_backoff_without_duplicate_partials(start_bridge, emu):
+    node, ep = start_bridge(max_retries=2)
     emu.push_fault({"kind": "status", "status": 503, "count": 2})
     final = ask(ep, "hello")
     assert final.done_reason == "stop", final.error
@@ -124,8 +123,8 @@ def test_transient_503s_are_retried_with_backoff_without_duplicate_partials(brid
     assert "retry 1/2" in log and "retry 2/2" in log
 
 
-def test_retries_are_bounded_by_max_retries(bridge, emu):
-    _, ep = bridge(max_retries=2)
+def test_retries_are_bounded_by_max_retries(start_bridge, emu):
+    _, ep = start_bridge(max_retries=2)
     emu.push_fault({"kind": "status", "status": 503, "count": 3})
     failed = ask(ep, "hello")
     assert failed.done_reason == "error" and "HTTP 503" in failed.error
@@ -139,8 +138,8 @@ def test_retries_are_bounded_by_max_retries(bridge, emu):
     ({"kind": "cut", "after": 3}, 1),                       # partials were published already
     ({"kind": "cut", "after": 0}, 2),                       # nothing was sent: safe to retry
 ])
-def test_retry_only_when_nothing_was_published(bridge, emu, fault, attempts):
-    _, ep = bridge(max_retries=2)
+def test_retry_only_when_nothing_was_published(start_bridge, emu, fault, attempts):
+    _, ep = start_bridge(max_retries=2)
     emu.push_fault(fault)
     final = ask(ep, "hello")
     emu.wait_for_requests(attempts)
@@ -150,8 +149,8 @@ def test_retry_only_when_nothing_was_published(bridge, emu, fault, attempts):
 
 
 # ---------------------------------------------------------------------------------- bad input
-def test_empty_and_whitespace_inputs_are_ignored_with_a_warning(bridge, emu):
-    node, ep = bridge()
+def test_empty_and_whitespace_inputs_are_ignored_with_a_warning(start_bridge, emu):
+    node, ep = start_bridge()
     ep.say("")
     ep.say("   \n\t ")
     ep.utter("kitchen", " ")
@@ -161,8 +160,8 @@ def test_empty_and_whitespace_inputs_are_ignored_with_a_warning(bridge, emu):
     wait_until(lambda: node.log().count("ignored an empty input") == 3, 5, "three warnings")
 
 
-def test_too_long_input_is_refused_and_not_sent(bridge, emu):
-    _, ep = bridge(max_input_chars=50)
+def test_too_long_input_is_refused_and_not_sent(start_bridge, emu):
+    _, ep = start_bridge(max_input_chars=50)
     refused = ask(ep, "é" * 51)
     assert refused.done_reason == "error"
     assert "51 characters" in refused.error and "max_input_chars" in refused.error and "50" in refused.error
@@ -171,8 +170,8 @@ def test_too_long_input_is_refused_and_not_sent(bridge, emu):
     assert messages(emu.chat_bodies()[-1]) == [SYSTEM, user("é" * 50)]
 
 
-def test_invalid_utf8_in_raw_cdr_gets_an_error_response(bridge, emu):
-    node, ep = bridge()
+def test_invalid_utf8_in_raw_cdr_gets_an_error_response(start_bridge, emu):
+    node, ep = start_bridge()
     ep.speech_pub.publish(cdr_strings(b"caf\xe9 au lait"))                 # Latin-1, not UTF-8
     bad_text = ep.wait_finals(1)[0]
     assert (bad_text.session_id, bad_text.done_reason) == ("default", "error")
@@ -189,8 +188,8 @@ def test_invalid_utf8_in_raw_cdr_gets_an_error_response(bridge, emu):
     node.assert_healthy()
 
 
-def test_session_ids_empty_long_path_like_and_with_control_characters(bridge, emu):
-    node, ep = bridge()
+def test_session_ids_empty_long_path_like_and_with_control_characters(start_bridge, emu):
+    node, ep = start_bridge()
     for session, expected in [("", "default"), ("x" * 128, "x" * 128), ("../../etc/passwd", "../../etc/passwd"),
                               ("living room/sofa", "living room/sofa")]:
         first = ask(ep, f"hi {session}", session=session)
@@ -208,8 +207,8 @@ def test_session_ids_empty_long_path_like_and_with_control_characters(bridge, em
     node.assert_healthy()
 
 
-def test_bad_options_and_format_are_refused_at_set_parameters(bridge, emu):
-    _, ep = bridge(options_json='{"seed": 1}')
+def test_bad_options_and_format_are_refused_at_set_parameters(start_bridge, emu):
+    _, ep = start_bridge(options_json='{"seed": 1}')
     for name, value, reason in [("options_json", "[1]", "JSON object"), ("options_json", "{seed: 1", "not valid JSON"),
                                 ("format", "yaml", "format")]:
         [result] = ep.set_params(**{name: value})
@@ -225,8 +224,8 @@ def test_bad_options_and_format_are_refused_at_set_parameters(bridge, emu):
 
 @pytest.mark.parametrize("name,value,reason", [("options_json", "[1]", "JSON object"),
                                                ("format", "yaml", "format")])
-def test_bad_parameter_at_start_exits_non_zero_with_a_clear_message(bridge, name, value, reason):
-    node, _ = bridge(expect_ready=False, **{name: value})
+def test_bad_parameter_at_start_exits_non_zero_with_a_clear_message(start_bridge, name, value, reason):
+    node, _ = start_bridge(expect_ready=False, **{name: value})
     code = node.proc.wait(timeout=15)
     log = node.log()
     assert code != 0, log
@@ -235,9 +234,9 @@ def test_bad_parameter_at_start_exits_non_zero_with_a_clear_message(bridge, name
 
 
 # -------------------------------------------------------------------------------------- burst
-def test_a_burst_of_500_inputs_over_50_sessions_gets_exactly_one_final_each(bridge, emu):
+def test_a_burst_of_500_inputs_over_50_sessions_gets_exactly_one_final_each(start_bridge, emu):
     emu.set_models({"fast": {"reply": "ok {last_user}"}})
-    _, ep = bridge(model="fast", max_concurrent_requests=8)
+    _, ep = start_bridge(model="fast", max_concurrent_requests=8)
     prompts = []
     for i in range(500):
         prompt = f"m{i}"
@@ -268,9 +267,9 @@ def test_a_burst_of_500_inputs_over_50_sessions_gets_exactly_one_final_each(brid
 
 
 # ---------------------------------------------------------------------------- bounded resources
-def test_per_session_queue_limit_answers_the_overflow_with_an_error(bridge, emu):
+def test_per_session_queue_limit_answers_the_overflow_with_an_error(start_bridge, emu):
     emu.set_models({"slow": {"reply": "a b c d e f g h i j", "chunk_delay_ms": 50}})
-    _, ep = bridge(model="slow", max_queue_per_session=2)
+    _, ep = start_bridge(model="slow", max_queue_per_session=2)
     ep.utter("q", "one")
     wait_streaming(ep, 1)
     for text in ("two", "three", "four", "five"):
@@ -284,8 +283,8 @@ def test_per_session_queue_limit_answers_the_overflow_with_an_error(bridge, emu)
     assert [messages(b)[-1]["content"] for b in emu.chat_bodies()] == ["one", "two", "three"]
 
 
-def test_session_limit_evicts_the_least_recently_used_session(bridge, emu):
-    node, ep = bridge(max_sessions=3)
+def test_session_limit_evicts_the_least_recently_used_session(start_bridge, emu):
+    node, ep = start_bridge(max_sessions=3)
     a1 = ask(ep, "a1", session="a")
     ask(ep, "b1", session="b")
     c1 = ask(ep, "c1", session="c")
@@ -301,19 +300,19 @@ def test_session_limit_evicts_the_least_recently_used_session(bridge, emu):
     assert messages(emu.chat_bodies()[-1]) == [SYSTEM, user("c2")], f"c's history ({c1.text!r}) is gone"
 
 
-def test_history_is_limited_to_max_history_turns(bridge, emu):
-    _, ep = bridge(max_history_turns=2)
+def test_history_is_limited_to_max_history_turns(start_bridge, emu):
+    _, ep = start_bridge(max_history_turns=2)
     answers = [(f"t{i}", ask(ep, f"t{i}").text) for i in range(1, 5)]
     ask(ep, "t5")
     assert messages(emu.chat_bodies()[-1]) == conversation(*answers[-2:], then="t5")
 
 
-def test_memory_stays_flat_over_10000_requests(bridge, emu):
+def test_memory_stays_flat_over_10000_requests(start_bridge, emu):
     # ~3 kB per exchange: 10,000 exchanges kept anywhere (history, finished requests) would be 30 MB
     reply, padding = "ok " + "x" * 2000, " " + "u" * 1000
     emu.set_models({"zero": {"reply": reply, "piece_chars": 4096}})
     sessions, turns = 250, 4
-    node, ep = bridge(model="zero", max_concurrent_requests=32, max_history_turns=turns,
+    node, ep = start_bridge(model="zero", max_concurrent_requests=32, max_history_turns=turns,
                             max_queue_per_session=64, system_prompt="")
     sent = 0
 
@@ -362,8 +361,8 @@ def provoke_key_echoes(emu, ep):
     return failures
 
 
-def test_the_api_key_is_sent_as_bearer_and_never_appears_in_a_response(bridge, emu):
-    node, ep = bridge(extra_env={"OLLAMA_API_KEY": KEY})
+def test_the_api_key_is_sent_as_bearer_and_never_appears_in_a_response(start_bridge, emu):
+    node, ep = start_bridge(extra_env={"OLLAMA_API_KEY": KEY})
     assert ask(ep, "hello").done_reason == "stop"
     failures = provoke_key_echoes(emu, ep)
     for failed in failures:
@@ -379,10 +378,8 @@ def test_the_api_key_is_sent_as_bearer_and_never_appears_in_a_response(bridge, e
     assert KEY not in node.log()
 
 
-@pytest.mark.xfail(strict=True, reason="src/ollama/stream.rs ChatStream::fail logs the server's error text at "
-                                       "debug level unredacted (mid-stream error line / garbled line echoing the key)")
-def test_the_api_key_never_appears_in_the_debug_log(bridge, emu):
-    node, ep = bridge(extra_env={"OLLAMA_API_KEY": KEY}, extra_args=["--log-level", "debug"])
+def test_the_api_key_never_appears_in_the_debug_log(start_bridge, emu):
+    node, ep = start_bridge(extra_env={"OLLAMA_API_KEY": KEY}, extra_args=["--log-level", "debug"])
     assert ask(ep, "hello").done_reason == "stop"
     provoke_key_echoes(emu, ep)
     log = node.log()

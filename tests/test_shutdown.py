@@ -9,18 +9,17 @@ import time
 import pytest
 
 from harness import wait_until
-from reliability_helpers import bridge  # noqa: F401  (the fixture)
-from reliability_helpers import ask, conversation, history_pairs, joined_partials, messages
+from helpers import ask, conversation, history_pairs, joined_partials, messages
 
 LONG = " ".join(f"word{i}" for i in range(60))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_during_streams_cancels_each_request_saves_history_and_exits_0_quickly(
-        bridge, emu, tmp_path, sig):
+        start_bridge, emu, tmp_path, sig):
     history = tmp_path / "history"
     emu.set_models({"llama3.2": {"reply": ["Done.", LONG], "chunk_delay_ms": 50}})
-    node, ep = bridge(history_dir=str(history), max_concurrent_requests=4)
+    node, ep = start_bridge(history_dir=str(history), max_concurrent_requests=4)
     sessions = ["a", "b", "c"]
     done = {s: ask(ep, f"{s}1", session=s) for s in sessions}
     for s in sessions:
@@ -47,17 +46,17 @@ def test_a_signal_during_streams_cancels_each_request_saves_history_and_exits_0_
     log = node.log()
     assert f"{sig.name} received" in log and "stopped cleanly" in log and "did not finish" not in log
     emu.set_models({"llama3.2": {"reply": "back"}})
-    _, ep = bridge(history_dir=str(history))
+    _, ep = start_bridge(history_dir=str(history))
     ask(ep, "after the restart", session="b")
     assert messages(emu.chat_bodies()[-1]) == conversation(("b1", done["b"].text), then="after the restart")
 
 
-def test_a_signal_while_waiting_for_ollama_cancels_at_once(bridge, emu):
+def test_a_signal_while_waiting_for_ollama_cancels_at_once(start_bridge, emu):
     """Requests that have no answer yet (Ollama silent before its headers, a retry backing off,
     one waiting for a free slot) are cancelled too, without waiting for their timeouts."""
     emu.push_fault({"kind": "stall", "after": 0, "seconds": 30})
     emu.push_fault({"kind": "status", "status": 503, "count": 5})
-    node, ep = bridge(max_concurrent_requests=2, max_retries=5, request_timeout_s=30.0)
+    node, ep = start_bridge(max_concurrent_requests=2, max_retries=5, request_timeout_s=30.0)
     ep.utter("stalled", "no headers yet")
     emu.wait_for_requests(1, finished=False)
     ep.utter("retrying", "busy server")

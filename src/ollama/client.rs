@@ -138,7 +138,8 @@ impl Client {
             self.idle_timeout,
             self.base_url.to_string(),
             req.model,
-        ))
+        )
+        .with_secret(self.api_key.clone()))
     }
 
     /// `POST /api/show {"model": ..}`: capabilities, details and model info; a missing model is

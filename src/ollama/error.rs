@@ -62,6 +62,25 @@ const _: () = {
 };
 
 impl OllamaError {
+    /// The same error with every occurrence of `secret` (the API key) in its texts replaced by
+    /// `<redacted>`: servers and proxies sometimes echo request headers back.
+    pub fn redacted(self, secret: &str) -> OllamaError {
+        if secret.is_empty() {
+            return self;
+        }
+        let clean = |text: String| if text.contains(secret) { text.replace(secret, "<redacted>") } else { text };
+        match self {
+            OllamaError::Config(t) => OllamaError::Config(clean(t)),
+            OllamaError::Connect { url, detail } => OllamaError::Connect { url, detail: clean(detail) },
+            OllamaError::Status { code, message } => OllamaError::Status { code, message: clean(message) },
+            OllamaError::Server(t) => OllamaError::Server(clean(t)),
+            OllamaError::Protocol(t) => OllamaError::Protocol(clean(t)),
+            OllamaError::Truncated { chunks, detail } => OllamaError::Truncated { chunks, detail: clean(detail) },
+            OllamaError::Http(t) => OllamaError::Http(clean(t)),
+            other @ (OllamaError::ConnectTimeout { .. } | OllamaError::Stalled { .. }) => other,
+        }
+    }
+
     /// A short stable name for the variant, e.g. for a `done_reason` or a metric label.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -116,7 +135,7 @@ impl OllamaError {
             _ if self.is_model_not_found() => {
                 " - pull the model with `ollama pull <model>` or fix the model name"
             }
-            401 | 403 => " - check the API key (api_key) for this server",
+            401 | 403 => " - check the API key (OLLAMA_API_KEY) for this server",
             404 => " - is ollama_url/OLLAMA_HOST pointing at Ollama itself, without an extra path?",
             429 | 503 => {
                 " - Ollama is busy; retry later or raise OLLAMA_NUM_PARALLEL/OLLAMA_MAX_QUEUE"
@@ -156,7 +175,7 @@ impl fmt::Display for OllamaError {
             } => write!(
                 f,
                 "Ollama at {url} did not start answering within {after:?}: the model may still \
-                 be loading or the request is queued; raise idle_timeout if this is expected"
+                 be loading or the request is queued; raise the idle timeout if this is expected"
             ),
             OllamaError::Stalled {
                 url,
@@ -165,7 +184,7 @@ impl fmt::Display for OllamaError {
             } => write!(
                 f,
                 "Ollama at {url} stopped sending for {after:?} in the middle of an answer; \
-                 gave up (raise idle_timeout if the model is this slow)"
+                 gave up (raise the idle timeout if the model is this slow)"
             ),
             OllamaError::Protocol(msg) => write!(f, "unexpected data from Ollama: {msg}"),
             OllamaError::Truncated { chunks, detail } => write!(

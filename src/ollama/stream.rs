@@ -46,6 +46,8 @@ pub struct ChatStream {
     url: String,
     /// Requested model, for log lines.
     model: String,
+    /// The API key, removed from every error text before it is logged or returned.
+    secret: Option<std::sync::Arc<str>>,
 }
 
 impl fmt::Debug for ChatStream {
@@ -93,7 +95,14 @@ impl ChatStream {
             finished: false,
             url,
             model,
+            secret: None,
         }
+    }
+
+    /// Redacts `secret` (the API key) from every error this stream reports.
+    pub(crate) fn with_secret(mut self, secret: Option<std::sync::Arc<str>>) -> Self {
+        self.secret = secret;
+        self
     }
 
     /// The next chunk; `None` after the final chunk or after an error.
@@ -113,6 +122,10 @@ impl ChatStream {
 
     /// Ends the stream and closes the connection; returns `err` for convenience.
     fn fail(&mut self, err: OllamaError) -> OllamaError {
+        let err = match &self.secret {
+            Some(secret) => err.redacted(secret),
+            None => err,
+        };
         log::debug!(
             "chat stream from {} ({}) failed: {err}",
             self.url,

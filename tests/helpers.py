@@ -1,57 +1,16 @@
-"""Helpers shared by the "never lose a conversation" tests (test_reliability, test_persistence,
-test_shutdown): asking and waiting, chat bodies, raw CDR, history files, process numbers."""
+"""Helpers shared by the integration tests: asking and waiting, chat bodies, raw CDR, history
+files, process numbers."""
 from __future__ import annotations
 
-import itertools
 import json
 import socket
 import struct
-import time
 from pathlib import Path
-
-import pytest
 
 from harness import wait_until
 
 SYSTEM_TEXT = "You are a test robot."
 SYSTEM = {"role": "system", "content": SYSTEM_TEXT}
-
-
-@pytest.fixture
-def bridge(start_bridge):
-    """`start_bridge`, plus a check that the node's outputs reach this test before it starts.
-
-    `BridgeEndpoints.wait_ready` sees discovery from the test's side only: our reader of
-    `response_final` can know the node's writer while that writer does not know our reader yet,
-    and a final published in that window is lost (volatile durability). Under load discovery took
-    ~3 s here, and whole tests waited 30 s for a final the node had sent. So probe first: an
-    input refused at once (control character in the session id: no Ollama request, no history)
-    is repeated until its error response arrives; then the recorders are emptied."""
-    def start(**kwargs):
-        node, ep = start_bridge(**kwargs)
-        if kwargs.get("expect_ready", True):
-            settle(ep)
-        return node, ep
-    return start
-
-
-def settle(ep, timeout: float = 20.0):
-    """Until one probe's final response arrives (see `bridge`); then forgets every output."""
-    deadline = time.monotonic() + timeout
-    for k in itertools.count():
-        prompt = f"probe {k}"
-        ep.utter("\x01probe", prompt)
-        try:
-            wait_until(lambda: any(f.prompt == prompt for f in ep.finals.snapshot()), 0.5,
-                       "a probe's final", ep.finals.cond)
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the node's response_final did not reach the test within {timeout}s")
-    # Reliable delivery is in order: no earlier probe's final can come after this one.
-    for recorder in (ep.finals, ep.partials, ep.texts):
-        with recorder.cond:
-            recorder.messages.clear()
 
 
 def user(text):
