@@ -18,6 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from ollama_server.testing import EmulatorProcess, raw_request  # noqa: E402
+from emulator_fixtures import chat, fresh, module_emulator  # noqa: E402,F401
 
 SHARED = Path(os.environ.get("OLLAMA_BRIDGE_SHARED", REPO.parent / "shared"))
 DOCS = SHARED / "reference" / "ollama-docs"
@@ -33,19 +34,7 @@ CONFIG = {"models": {
 }}
 
 
-@pytest.fixture(scope="module")
-def emu():
-    with EmulatorProcess(config=CONFIG) as e:
-        yield e
-
-
-@pytest.fixture(autouse=True)
-def fresh(emu):
-    emu.reset()
-
-
-def chat(emu, body, **kw):
-    return raw_request(emu.url, "/api/chat", body, **kw)
+emu = module_emulator(CONFIG)
 
 
 # ------------------------------------------------------------------------ reference transcripts

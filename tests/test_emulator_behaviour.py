@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ollama_server.testing import EmulatorProcess, raw_request  # noqa: E402
+from emulator_fixtures import chat, fresh, module_emulator  # noqa: E402,F401
 
 CONFIG = {"models": {
     "echo": {"reply": "u={last_user}|t={turns}|n={n_messages}|s={system}|m={model}|tool={last_tool}"},
@@ -25,19 +26,7 @@ CONFIG = {"models": {
 USER = [{"role": "user", "content": "hello"}]
 
 
-@pytest.fixture(scope="module")
-def emu():
-    with EmulatorProcess(config=CONFIG, args=["--max-queue", "1"]) as e:
-        yield e
-
-
-@pytest.fixture(autouse=True)
-def fresh(emu):
-    emu.reset()
-
-
-def chat(emu, body, **kw):
-    return raw_request(emu.url, "/api/chat", body, **kw)
+emu = module_emulator(CONFIG, args=("--max-queue", "1"))
 
 
 def content(objs, field="content"):

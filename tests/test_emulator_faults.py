@@ -7,6 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ollama_server.testing import EmulatorError, EmulatorProcess, raw_request  # noqa: E402
+from emulator_fixtures import chat as raw_chat, fresh, module_emulator  # noqa: E402,F401
 
 REPLY = "alpha beta gamma delta epsilon zeta eta theta"          # 8 content lines
 CONFIG = {"models": {"llama3.2": {"reply": REPLY}, "other": {"reply": "x y"},
@@ -15,19 +16,11 @@ USER = [{"role": "user", "content": "hi"}]
 BODY = {"model": "llama3.2", "messages": USER}
 
 
-@pytest.fixture(scope="module")
-def emu():
-    with EmulatorProcess(config=CONFIG) as e:
-        yield e
-
-
-@pytest.fixture(autouse=True)
-def fresh(emu):
-    emu.reset()
+emu = module_emulator(CONFIG)
 
 
 def chat(emu, body=BODY, **kw):
-    return raw_request(emu.url, "/api/chat", body, **kw)
+    return raw_chat(emu, body, **kw)
 
 
 def is_json(line: bytes) -> bool:
