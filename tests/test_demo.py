@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import uuid
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import wait_until
+from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None,
@@ -68,3 +70,26 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started():
     os.killpg(demo.pid, signal.SIGINT)     # Ctrl-C in a terminal signals the whole process group
     demo.communicate(timeout=30)
     wait_until(lambda: processes_marked(mark) == [], 15, "every process of the demo to exit")
+
+
+@pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
+def test_demo_launch_file_serves_the_tiny_model_to_the_bridge(ros, logs_dir):
+    """`ros2 launch ollama_bridge demo.launch.xml`: the model server and the bridge, then SIGINT."""
+    port = free_port()
+    log_path = logs_dir / "demo_launch.log"
+    with open(log_path, "w") as log:
+        launch = subprocess.Popen(["ros2", "launch", "ollama_bridge", "demo.launch.xml", f"port:={port}"],
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    ep = ros.endpoints("/demo")
+    try:
+        ep.wait_ready(60)
+        ep.say("Hello! Who are you?")
+        final = ep.wait_finals(1, timeout=120)[0]
+        assert final.done_reason in ("stop", "length") and final.text.strip() and final.model == "smollm2:135m"
+    finally:
+        launch.send_signal(signal.SIGINT)
+        code = launch.wait(30)
+        ep.destroy()
+    text = log_path.read_text()
+    assert code == 0, text
+    assert text.count("process has finished cleanly") == 2, text

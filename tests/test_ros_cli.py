@@ -42,17 +42,16 @@ def root_bridge(start_bridge):
     subprocess.run(["ros2", "daemon", "stop"], capture_output=True)
 
 
-def start_echo(ros, topic: str, msg_type: str) -> subprocess.Popen:
-    """`ros2 topic echo --once` in the background, returned once it is subscribed."""
+def start_echo(ros, command: str, topic: str) -> subprocess.Popen:
+    """A `ros2 topic echo --once` command in the background, returned once it subscribed `topic`."""
     before = ros.node.count_subscribers(topic)
-    proc = subprocess.Popen(["ros2", "topic", "echo", "--once", topic, msg_type],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_until(lambda: ros.node.count_subscribers(topic) > before, 30, f"`ros2 topic echo {topic}` to subscribe")
+    proc = subprocess.Popen(shlex.split(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: ros.node.count_subscribers(topic) > before, 30, f"`{command}` to subscribe")
     return proc
 
 
 def test_topic_pub_speech_text_and_echo_response_text(ros, root_bridge):
-    echo = start_echo(ros, "/response_text", "std_msgs/msg/String")
+    echo = start_echo(ros, "ros2 topic echo --once response_text std_msgs/msg/String", "/response_text")
     ros2("ros2 topic pub --once speech_text std_msgs/msg/String \"{data: 'Hello robot, who are you?'}\"")
     out, _ = echo.communicate(timeout=30)
     assert echo.returncode == 0
