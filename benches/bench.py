@@ -54,6 +54,7 @@ TALK_REPLY = ("Sure. The kitchen robot can carry a tray to the table, open the f
 def options() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="small counts, every phase (a quick check)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite report.md and latency.png from results.json")
     ap.add_argument("--only", default="startup,latency,throughput,memory", help="phases to run, comma-separated")
     ap.add_argument("--out", default=str(REPO / "bench"), help="report folder (default bench/)")
     ap.add_argument("--node", default=None, help="node binary (default: target/release/ollama_bridge)")
@@ -338,6 +339,10 @@ def direct_python(url: str, n: int, warmup: int, pause: float) -> tuple[list, li
 
 def main() -> int:
     a = options()
+    if a.report_only:
+        out = Path(a.out)
+        print(f"[bench] {bench_report.write(json.loads((out / 'results.json').read_text()), out)}")
+        return 0
     for binary in (a.node, a.examples / "echo_node", a.examples / "direct_stream", a.examples / "chunk_probe"):
         if not binary.exists():
             print(f"[bench] missing {binary}: run scripts/bench (it builds them)", file=sys.stderr)

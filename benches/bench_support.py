@@ -73,7 +73,10 @@ class Proc:
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        # Same session as the bench (no setsid): with the kernel's scheduler autogroups, a process in
+        # a session of its own gets a CPU share as a group, which on 2 cores squeezes the emulator and
+        # the probe into the other half and makes the probe, not the target, lose messages.
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=dict(os.environ, **(env or {})))
 
     @property
