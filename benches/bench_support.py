@@ -95,12 +95,6 @@ class Proc:
         if not self.alive():
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()[-2000:]}")
 
-    def idle_cpu_pct(self, seconds: float) -> float:
-        """CPU % of one core used while nothing is sent to it."""
-        c0, t0 = cpu_seconds(self.pid), time.monotonic()
-        time.sleep(seconds)
-        return 100.0 * (cpu_seconds(self.pid) - c0) / (time.monotonic() - t0)
-
     def stop(self, timeout: float = 10.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
