@@ -7,6 +7,7 @@ and never take the node down."""
 from __future__ import annotations
 
 import collections
+import socket
 import time
 
 import pytest
@@ -106,6 +107,45 @@ def test_ollama_absent_at_start_is_reported_and_the_node_recovers_when_it_appear
         answer = ask(ep, "now?")
         assert answer.done_reason == "stop", answer.error
         assert messages(late.chat_bodies()[-1]) == [SYSTEM, user("now?")]
+    node.assert_healthy()
+
+
+@pytest.fixture
+def unanswering_listener():
+    """A loopback port whose TCP handshakes go unanswered: a listener with a zero backlog whose
+    accept queue is already full (Linux drops further SYNs), like a GPU box that is off the network.
+    Yields its URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    for _ in range(4):                     # fill the accept queue; later connects get no SYN-ACK
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(server.getsockname())
+        fillers.append(c)
+    probe = socket.socket()
+    probe.settimeout(0.3)
+    try:
+        probe.connect(server.getsockname())
+        pytest.skip("this kernel answers handshakes beyond the backlog; cannot make a connect timeout on loopback")
+    except (socket.timeout, TimeoutError):
+        pass
+    finally:
+        probe.close()
+    yield "http://127.0.0.1:%d" % server.getsockname()[1]
+    for c in fillers:
+        c.close()
+    server.close()
+
+
+def test_a_connect_timeout_is_reported_without_waiting_longer(start_bridge, unanswering_listener):
+    node, ep = start_bridge(ollama_url=unanswering_listener, connect_timeout_s=0.5, max_retries=0)
+    started = time.monotonic()
+    failed = ask(ep, "hello?")
+    assert failed.done_reason == "error"
+    assert "timed out" in failed.error and unanswering_listener in failed.error, failed.error
+    assert time.monotonic() - started < 5, "connect_timeout_s bounds the wait"
     node.assert_healthy()
 
 
