@@ -295,16 +295,16 @@ def relay_reply(n: int) -> str:
     return " ".join(WORDS[i % len(WORDS)] for i in range(n))
 
 
-def ros_requests(probe: Probe, tag: str, n: int, warmup: int, pause: float) -> tuple[list, list]:
-    """``warmup`` + ``n`` utterances one after another, each in a new session (so every request
-    carries the same system + user messages as the direct client's); returns the measured ones."""
+def measured(n: int, warmup: int, pause: float, one) -> tuple[list, list]:
+    """Runs ``one(i)`` (→ first-chunk ms, total ms) ``warmup`` + ``n`` times, ``pause`` s apart, with
+    the garbage collector off; returns the last ``n`` results as two lists."""
     first, total = [], []
     gc.disable()
     try:
         for i in range(warmup + n):
             if i and pause:
                 time.sleep(pause)
-            f, t = probe.one(f"{probe.node.get_name()}-{tag}-{i}", f"utterance number {i}, please answer")
+            f, t = one(i)
             if i >= warmup:
                 first.append(f)
                 total.append(t)
@@ -313,28 +313,27 @@ def ros_requests(probe: Probe, tag: str, n: int, warmup: int, pause: float) -> t
     return first, total
 
 
+def ros_requests(probe: Probe, tag: str, n: int, warmup: int, pause: float) -> tuple[list, list]:
+    """``warmup`` + ``n`` utterances one after another, each in a new session (so every request
+    carries the same system + user messages as the direct client's); returns the measured ones."""
+    return measured(n, warmup, pause, lambda i: probe.one(f"{probe.node.get_name()}-{tag}-{i}",
+                                                          f"utterance number {i}, please answer"))
+
+
 def direct_python(url: str, n: int, warmup: int, pause: float) -> tuple[list, list]:
     """The same requests through ollama-python (what the peer uses), in this process."""
     from ollama import Client
     client = Client(host=url)
-    first, total = [], []
-    gc.disable()
-    try:
-        for i in range(warmup + n):
-            if i and pause:
-                time.sleep(pause)
-            messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                        {"role": "user", "content": f"utterance number {i}, please answer"}]
-            t0, t_first = time.perf_counter_ns(), None
-            for part in client.chat(model="bench", messages=messages, stream=True, think=False):
-                if part.message.content and t_first is None:
-                    t_first = time.perf_counter_ns()
-            if i >= warmup:
-                first.append((t_first - t0) / 1e6)
-                total.append((time.perf_counter_ns() - t0) / 1e6)
-    finally:
-        gc.enable()
-    return first, total
+
+    def one(i):
+        messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                    {"role": "user", "content": f"utterance number {i}, please answer"}]
+        t0, t_first = time.perf_counter_ns(), None
+        for part in client.chat(model="bench", messages=messages, stream=True, think=False):
+            if part.message.content and t_first is None:
+                t_first = time.perf_counter_ns()
+        return (t_first - t0) / 1e6, (time.perf_counter_ns() - t0) / 1e6
+    return measured(n, warmup, pause, one)
 
 
 def main() -> int:
