@@ -310,11 +310,19 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         // Commit, then answer: a listener that saw the final can rely on the exchange being saved.
         let turn = outcome.turn.clone();
         if inner.store.finish(&session_id, job.epoch, outcome.turn, config.max_history_turns) {
-            if let (Some(files), Some(turn)) = (&inner.history_files, turn) {
-                // checked again under the files' lock: a reset in between must not bring it back
-                let current = || inner.store.is_current(&session_id, job.epoch);
-                if let Err(e) = files.append_if(&session_id, &turn, config.max_history_turns, current) {
-                    log::error!("could not save the exchange of session '{}': {e}", printable(&session_id));
+            if let (Some(files), Some(turn)) = (inner.history_files.clone(), turn) {
+                // write + fsync on a blocking thread: the other sessions' streams keep flowing
+                let (store, session, epoch, max_turns) =
+                    (inner.store.clone(), session_id.clone(), job.epoch, config.max_history_turns);
+                let saved = tokio::task::spawn_blocking(move || {
+                    // checked again under the files' lock: a reset in between must not bring it back
+                    files.append_if(&session, &turn, max_turns, || store.is_current(&session, epoch))
+                })
+                .await;
+                match saved {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => log::error!("could not save the exchange of session '{}': {e}", printable(&session_id)),
+                    Err(e) => log::error!("saving the exchange of session '{}' failed: {e}", printable(&session_id)),
                 }
             }
         }
