@@ -133,3 +133,21 @@ def test_ros2_run_starts_the_installed_node(ros, emu, logs_dir):
         ep.destroy()
     assert proc.returncode == 0, out
     assert "stopped cleanly" in out
+
+
+def test_the_installed_binary_runs_with_an_empty_environment(ros, emu, logs_dir):
+    """The installed node carries its library paths (RPATH): no sourced setup file is needed."""
+    from harness import NODE_BINARY
+    env = {k: os.environ[k] for k in ("HOME", "ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_HOME")}
+    proc = subprocess.Popen([str(NODE_BINARY), "--ros-args", "-r", "__ns:=/bare", "-p", f"ollama_url:={emu.url}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ep = ros.endpoints("/bare")
+    try:
+        ep.wait_ready()
+        ep.say("no environment")
+        assert ep.wait_finals(1)[0].done_reason == "stop"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=15)
+        ep.destroy()
+    assert proc.returncode == 0, out
