@@ -15,6 +15,7 @@ mod services;
 use crate::bridge::Bridge;
 use crate::config::{Config, ConfigHandle, InvalidParam, LiveParams, Params};
 use futures::executor::LocalPool;
+use futures::future::BoxFuture;
 use futures::task::LocalSpawnExt;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,23 +106,7 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
         snapshot.ollama_url, snapshot.max_concurrent_requests, snapshot.max_history_turns);
 
     let running = Arc::new(AtomicBool::new(true));
-    let spin_running = running.clone();
-    let spin_runtime = runtime.handle().clone();
-    let spin_thread = std::thread::Builder::new().name("ros-spin".into()).spawn(move || {
-        let _entered = spin_runtime.enter();
-        let mut pool = LocalPool::new();
-        for drain in drains {
-            if let Err(e) = pool.spawner().spawn_local(drain) {
-                log::error!("could not start a subscription loop: {e}");
-            }
-        }
-        while spin_running.load(Ordering::Acquire) {
-            node.spin_once(SPIN_TIMEOUT);
-            pool.run_until_stalled();
-        }
-        // The node (and its publishers) stay alive until here, after the final responses.
-        drop(node);
-    })?;
+    let spin_thread = spin_in_thread(node, drains, runtime.handle().clone(), running.clone())?;
 
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
@@ -132,6 +117,28 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     }
     runtime.shutdown_timeout(Duration::from_millis(200));
     Ok(())
+}
+
+/// Moves the node to the spin thread: each `spin_once` returns as soon as anything arrived, then
+/// the drain loops empty r2r's queues into the bridge. Runs until `running` is cleared.
+fn spin_in_thread(
+    mut node: r2r::Node, drains: Vec<BoxFuture<'static, ()>>, runtime: tokio::runtime::Handle, running: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("ros-spin".into()).spawn(move || {
+        let _entered = runtime.enter();
+        let mut pool = LocalPool::new();
+        for drain in drains {
+            if let Err(e) = pool.spawner().spawn_local(drain) {
+                log::error!("could not start a subscription loop: {e}");
+            }
+        }
+        while running.load(Ordering::Acquire) {
+            node.spin_once(SPIN_TIMEOUT);
+            pool.run_until_stalled();
+        }
+        // The node (and its publishers) stay alive until here, after the final responses.
+        drop(node);
+    })
 }
 
 /// Rebuilds the config after each accepted `ros2 param set`: the next request uses it.
