@@ -159,19 +159,14 @@ fn counters(chunk: &ChatChunk) -> Counters {
 }
 
 /// The `error` text of a failed request: the client's own description (cause and what to do),
-/// plus which model and server it was. The API key is scrubbed from it: a server or proxy may
-/// echo the key in an `{"error"}` line or a garbled line mid-stream, and this text is published
-/// and logged.
+/// plus which model and server it was. (The client already scrubs the API key from every error
+/// it returns, including text a server echoes back.)
 pub fn describe_error(e: &OllamaError, config: &Config) -> String {
     let setting = match e {
         OllamaError::Stalled { .. } => " (the idle timeout is request_timeout_s)",
         _ => "",
     };
-    let text = format!("{e}{setting} [model '{}' at {}]", config.model, config.ollama_url);
-    match crate::config::api_key_from_env() {
-        Some(key) => text.replace(key.trim(), "<redacted>"),
-        None => text,
-    }
+    format!("{e}{setting} [model '{}' at {}]", config.model, config.ollama_url)
 }
 
 #[cfg(test)]

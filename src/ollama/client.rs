@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::client_config::{self, ClientConfig};
-use super::error::{error_chain, root_cause, OllamaError};
+use super::error::{self, error_chain, root_cause, OllamaError};
 use super::show::ShowResponse;
 use super::stream::{excerpt, ChatStream};
 use super::types::ChatRequest;
@@ -308,8 +308,8 @@ impl Client {
     /// Removes the API key from text that came from elsewhere (defence in depth).
     fn redact(&self, text: String) -> String {
         match &self.api_key {
-            Some(key) if text.contains(&**key) => text.replace(&**key, "<redacted>"),
-            _ => text,
+            Some(key) => error::scrub(text, key),
+            None => text,
         }
     }
 }

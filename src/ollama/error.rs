@@ -61,6 +61,15 @@ const _: () = {
     assert_send_sync::<OllamaError>();
 };
 
+/// `text` with every occurrence of `secret` (the API key) replaced by `<redacted>`.
+pub(crate) fn scrub(text: String, secret: &str) -> String {
+    if !secret.is_empty() && text.contains(secret) {
+        text.replace(secret, "<redacted>")
+    } else {
+        text
+    }
+}
+
 impl OllamaError {
     /// The same error with every occurrence of `secret` (the API key) in its texts replaced by
     /// `<redacted>`: servers and proxies sometimes echo request headers back.
@@ -68,7 +77,7 @@ impl OllamaError {
         if secret.is_empty() {
             return self;
         }
-        let clean = |text: String| if text.contains(secret) { text.replace(secret, "<redacted>") } else { text };
+        let clean = |text: String| scrub(text, secret);
         match self {
             OllamaError::Config(t) => OllamaError::Config(clean(t)),
             OllamaError::Connect { url, detail } => OllamaError::Connect { url, detail: clean(detail) },
