@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benches"))
+sys.path.insert(0, str(REPO / "tests"))
 
 # A private, localhost-only ROS graph (before rclpy is imported anywhere).
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("OB_BENCH_DOMAIN_ID", str(random.Random(os.getpid()).randint(101, 199)))
@@ -40,7 +41,8 @@ os.environ["ROS_LOG_DIR"] = os.path.join(_ros_home, "log")
 import rclpy  # noqa: E402
 
 import bench_report  # noqa: E402
-from bench_support import Probe, Proc, ReadyProbe, cpu_seconds, loadavg, param_args, rss_kb, run_json, summary  # noqa: E402
+from bench_support import Probe, Proc, ReadyProbe, cpu_seconds, loadavg, rss_kb, run_json, summary  # noqa: E402
+from harness import param_args  # noqa: E402  (the tests' way of passing node parameters)
 from ollama_server.scripted import pieces  # noqa: E402
 from ollama_server.testing import EmulatorProcess  # noqa: E402
 

@@ -107,20 +107,6 @@ class Proc:
         return self.proc.returncode
 
 
-def param_args(params: dict) -> list[str]:
-    """``-p name:=value`` pairs; strings quoted, since --ros-args values are YAML."""
-    out = []
-    for key, value in params.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, str):
-            text = "'" + value.replace("'", "''") + "'"
-        else:
-            text = str(value)
-        out += ["-p", f"{key}:={text}"]
-    return out
-
-
 def run_json(args: list[str], timeout: float, env: dict | None = None) -> dict:
     """Runs a measuring program that prints one JSON line; raises with its stderr on failure."""
     done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})))

@@ -66,9 +66,7 @@ class NodeProcess:
                  extra_args: list[str] | None = None):
         self.namespace = namespace
         self.log_path = log_dir / f"node{namespace.replace('/', '_') or '_root'}_{id(self)}.log"
-        args = [str(NODE_BINARY), "--ros-args", "-r", f"__ns:={namespace or '/'}"]
-        for key, value in params.items():
-            args += ["-p", f"{key}:={_param_text(value)}"]
+        args = [str(NODE_BINARY), "--ros-args", "-r", f"__ns:={namespace or '/'}", *param_args(params)]
         args += extra_args or []
         env = dict(os.environ, **(extra_env or {}))
         self._log = open(self.log_path, "wb")
@@ -102,13 +100,19 @@ class NodeProcess:
         assert self.alive(), f"node exited with {self.proc.returncode}:\n{text[-4000:]}"
 
 
-def _param_text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        # --ros-args values are YAML: quote strings so "{}" or "0" stay strings
-        return "'" + value.replace("'", "''") + "'"
-    return str(value)
+def param_args(params: dict) -> list[str]:
+    """``-p name:=value`` pairs for ``--ros-args``. Values are YAML there: strings are quoted so
+    that "{}" or "0" stay strings."""
+    out = []
+    for key, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, str):
+            text = "'" + value.replace("'", "''") + "'"
+        else:
+            text = str(value)
+        out += ["-p", f"{key}:={text}"]
+    return out
 
 
 @dataclass

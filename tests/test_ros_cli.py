@@ -118,36 +118,35 @@ def test_launch_with_namespace_and_remap_then_sigint_stops_everything(ros, emu, 
     assert "panicked" not in text
 
 
-def test_ros2_run_starts_the_installed_node(ros, emu, logs_dir):
-    proc = subprocess.Popen(shlex.split(f"ros2 run ollama_bridge ollama_bridge --ros-args -r __ns:=/runner "
-                                        f"-p ollama_url:={emu.url}"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    ep = ros.endpoints("/runner")
+def answer_once_then_stop(ros, proc: subprocess.Popen, namespace: str, stop) -> str:
+    """Waits for the node `proc` started under `namespace`, gets one answer from it, then calls
+    `stop(proc)`; returns the node's output once it exited."""
+    ep = ros.endpoints(namespace)
     try:
         ep.wait_ready()
         ep.say("ping")
         assert ep.wait_finals(1)[0].done_reason == "stop"
     finally:
-        os.killpg(proc.pid, signal.SIGINT)   # like Ctrl-C in a terminal: the whole process group
+        stop(proc)
         out, _ = proc.communicate(timeout=15)
         ep.destroy()
     assert proc.returncode == 0, out
+    return out
+
+
+def test_ros2_run_starts_the_installed_node(ros, emu):
+    proc = subprocess.Popen(shlex.split(f"ros2 run ollama_bridge ollama_bridge --ros-args -r __ns:=/runner "
+                                        f"-p ollama_url:={emu.url}"),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    # like Ctrl-C in a terminal: the whole process group (`ros2 run` does not forward signals)
+    out = answer_once_then_stop(ros, proc, "/runner", lambda p: os.killpg(p.pid, signal.SIGINT))
     assert "stopped cleanly" in out
 
 
-def test_the_installed_binary_runs_with_an_empty_environment(ros, emu, logs_dir):
+def test_the_installed_binary_runs_with_an_empty_environment(ros, emu):
     """The installed node carries its library paths (RPATH): no sourced setup file is needed."""
     from harness import NODE_BINARY
     env = {k: os.environ[k] for k in ("HOME", "ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_HOME")}
     proc = subprocess.Popen([str(NODE_BINARY), "--ros-args", "-r", "__ns:=/bare", "-p", f"ollama_url:={emu.url}"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ep = ros.endpoints("/bare")
-    try:
-        ep.wait_ready()
-        ep.say("no environment")
-        assert ep.wait_finals(1)[0].done_reason == "stop"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=15)
-        ep.destroy()
-    assert proc.returncode == 0, out
+    answer_once_then_stop(ros, proc, "/bare", lambda p: p.send_signal(signal.SIGINT))
