@@ -5,7 +5,7 @@
 use crate::config::{Config, ConfigHandle};
 use crate::exchange;
 use crate::history_files::HistoryFiles;
-use crate::ollama::{Client, ClientConfig, OllamaError};
+use crate::ollama::{Client, OllamaError};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
 use crate::session::{Admission, Limits, Request, SessionStore};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,8 @@ struct Inner {
     workers: TaskTracker,
     /// The HTTP client for the current URL and timeouts; rebuilt when they change.
     client: Mutex<Option<(ClientKey, Client)>>,
+    /// `OLLAMA_API_KEY`, read once at start.
+    api_key: Option<String>,
 }
 
 /// Answer of a reset.
@@ -81,6 +83,7 @@ impl Bridge {
                 shutdown: CancellationToken::new(),
                 workers: TaskTracker::new(),
                 client: Mutex::new(None),
+                api_key: crate::config::api_key_from_env(),
             }),
         };
         bridge.inner.workers.spawn(expire_idle_sessions(bridge.inner.clone()));
@@ -96,18 +99,13 @@ impl Bridge {
     /// cannot be queued gets an error response at once; an empty one is ignored with a warning.
     pub fn submit(&self, session_id: &str, text: String, arrived: Instant) {
         let inner = &self.inner;
-        let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
         if text.trim().is_empty() {
+            let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
             log::warn!("ignored an empty input for session '{}'", printable(session_id));
             return;
         }
         let config = inner.config.get();
-        let request = Request {
-            id: inner.next_request_id.fetch_add(1, Ordering::Relaxed),
-            session_id: session_id.to_string(),
-            text,
-            arrived,
-        };
+        let request = inner.new_request(session_id, text, arrived);
         if let Err(why) = check_input(&request, &config) {
             return inner.reject(request, &config, Ending::Error(why));
         }
@@ -139,14 +137,7 @@ impl Bridge {
     /// response naming `why`, without sending it anywhere.
     pub fn refuse(&self, session_id: &str, text: String, why: String, arrived: Instant) {
         let inner = &self.inner;
-        let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
-        let request = Request {
-            id: inner.next_request_id.fetch_add(1, Ordering::Relaxed),
-            session_id: session_id.to_string(),
-            text,
-            arrived,
-        };
-        inner.reject(request, &inner.config.get(), Ending::Error(why));
+        inner.reject(inner.new_request(session_id, text, arrived), &inner.config.get(), Ending::Error(why));
     }
 
     /// Clears one session (`""` = all). A request of it that is streaming is cancelled and
@@ -209,17 +200,22 @@ impl Bridge {
 }
 
 impl Inner {
+    /// A request with the next id; an empty session id means [`DEFAULT_SESSION`].
+    fn new_request(&self, session_id: &str, text: String, arrived: Instant) -> Request {
+        let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
+        Request { id: self.next_request_id.fetch_add(1, Ordering::Relaxed), session_id: session_id.to_string(), text, arrived }
+    }
+
     /// The client for `config`'s URL and timeouts (cached; cheap to clone).
     fn client(&self, config: &Config) -> Result<Client, OllamaError> {
-        let wanted = config.client_config();
-        let key = ClientKey::of(&wanted);
+        let key: ClientKey = (config.ollama_url.clone(), config.connect_timeout, config.request_timeout);
         let mut cached = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_key, client)) = cached.as_ref() {
             if *cached_key == key {
                 return Ok(client.clone());
             }
         }
-        let client = Client::new(wanted)?;
+        let client = Client::new(config.client_config(self.api_key.clone()))?;
         *cached = Some((key, client.clone()));
         Ok(client)
     }
@@ -243,27 +239,8 @@ impl Inner {
     }
 }
 
-/// What a cached client was built from (the key itself is not kept, only whether there was one
-/// and a fingerprint of it, so a changed key also rebuilds the client).
-#[derive(PartialEq)]
-struct ClientKey {
-    base_url: String,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-    api_key_fingerprint: Option<u64>,
-}
-
-impl ClientKey {
-    fn of(c: &ClientConfig) -> ClientKey {
-        use std::hash::{Hash, Hasher};
-        let api_key_fingerprint = c.api_key.as_ref().map(|k| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            k.hash(&mut h);
-            h.finish()
-        });
-        ClientKey { base_url: c.base_url.clone(), connect_timeout: c.connect_timeout, idle_timeout: c.idle_timeout, api_key_fingerprint }
-    }
-}
+/// What a cached client was built from: URL, connect timeout, idle timeout.
+type ClientKey = (String, Duration, Duration);
 
 /// Validates an input before it is queued.
 fn check_input(request: &Request, config: &Config) -> Result<(), String> {

@@ -197,13 +197,13 @@ impl Config {
         })
     }
 
-    /// The Ollama client settings this config asks for (the API key comes from the environment).
-    pub fn client_config(&self) -> ClientConfig {
+    /// The Ollama client settings this config asks for, with `api_key` (see [`api_key_from_env`]).
+    pub fn client_config(&self, api_key: Option<String>) -> ClientConfig {
         ClientConfig {
             base_url: self.ollama_url.clone(),
             connect_timeout: self.connect_timeout,
             idle_timeout: self.request_timeout,
-            api_key: api_key_from_env(),
+            api_key,
         }
     }
 }

@@ -88,6 +88,12 @@ impl Session {
     }
 }
 
+/// The last `max_turns` of `turns`, as a history.
+fn last_turns(turns: Vec<Turn>, max_turns: usize) -> VecDeque<Turn> {
+    let skip = turns.len().saturating_sub(max_turns);
+    turns.into_iter().skip(skip).collect()
+}
+
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Session>,
@@ -135,9 +141,9 @@ impl SessionStore {
                 }
             }
         }
-        let session = inner.sessions.entry(request.session_id.clone()).or_insert_with(|| {
-            let skip = saved.len().saturating_sub(limits.max_history_turns);
-            Session { history: saved.into_iter().skip(skip).collect(), ..Session::default() }
+        let session = inner.sessions.entry(request.session_id.clone()).or_insert_with(|| Session {
+            history: last_turns(saved, limits.max_history_turns),
+            ..Session::default()
         });
         session.last_used = Some(Instant::now());
         if session.worker_active {
@@ -240,8 +246,7 @@ impl SessionStore {
         let mut inner = self.lock();
         let session = inner.sessions.entry(session_id.to_string()).or_default();
         session.last_used = Some(Instant::now());
-        let skip = turns.len().saturating_sub(max_turns);
-        session.history = turns.into_iter().skip(skip).collect();
+        session.history = last_turns(turns, max_turns);
     }
 
     /// Whether `session_id` is in memory.
