@@ -235,6 +235,8 @@ impl Inner {
             counters: Counters::default(),
             time_to_first_chunk_s: 0.0,
             total_time_s: request.arrived.elapsed().as_secs_f64(),
+            chunk_count: 0,
+            server: String::new(),
         });
     }
 }

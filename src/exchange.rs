@@ -77,6 +77,8 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         counters,
         time_to_first_chunk_s: progress.first_chunk.map(since).unwrap_or(0.0),
         total_time_s: since(Instant::now()),
+        chunk_count: progress.seq,
+        server: config.ollama_url.clone(),
     };
     ExchangeOutcome { response, turn }
 }

@@ -68,6 +68,10 @@ pub struct FinalResponse {
     pub time_to_first_chunk_s: f64,
     /// From input arrival to this response.
     pub total_time_s: f64,
+    /// Partials published for this request (`response_partial` messages).
+    pub chunk_count: u32,
+    /// The server that answered (its URL, any password redacted).
+    pub server: String,
 }
 
 /// Where responses go. Implementations must not block: they are called from the stream loop.

@@ -30,7 +30,8 @@ from ollama_bridge_msgs.msg import Response, ResponseChunk, Utterance
 from ollama_bridge_msgs.srv import Reset, SetModel
 
 ROS_INSTALL = Path(os.environ.get("ROS_INSTALL", Path(__file__).resolve().parents[1] / ".build/install"))
-NODE_BINARY = ROS_INSTALL / "lib/ollama_bridge/ollama_bridge"
+# OB_NODE_BINARY runs another build (e.g. a work tree's target/release) against the same install prefix.
+NODE_BINARY = Path(os.environ.get("OB_NODE_BINARY") or ROS_INSTALL / "lib/ollama_bridge/ollama_bridge")
 # Deep, reliable queues on the test side so the probe itself never loses messages.
 DEEP = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 _namespaces = itertools.count(1)

@@ -73,6 +73,8 @@ impl Outputs for RosOutputs {
             eval_duration_ns: c.eval_duration_ns,
             time_to_first_chunk_s: r.time_to_first_chunk_s,
             total_time_s: r.total_time_s,
+            chunk_count: r.chunk_count,
+            server: r.server.clone(),
         };
         // Only real answers go to the text-to-speech topic: errors and cancellations are not spoken.
         let speak = r.ending.error().is_empty() && r.ending.done_reason() != "cancelled" && !r.text.trim().is_empty();
