@@ -7,7 +7,7 @@ use crate::exchange;
 use crate::history_files::HistoryFiles;
 use crate::ollama::{Client, OllamaError};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
-use crate::session::{Admission, Limits, Request, SessionStore};
+use crate::session::{Admission, Limits, Request, SessionStore, Turn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,6 +119,17 @@ impl Bridge {
         };
         log::info!("request {} (session '{}'): {} chars in", request.id, request.session_id, request.text.chars().count());
         let session = request.session_id.clone();
+        if config.barge_in {
+            // The user spoke over the robot: stop its answer (and what waits), answer this next.
+            let report = inner.store.cancel(Some(&session));
+            if report.cancelled > 0 || !report.dropped.is_empty() {
+                log::info!("barge-in on session '{}': request {} interrupts ({} streaming cancelled, {} queued dropped)",
+                    printable(&session), request.id, report.cancelled, report.dropped.len());
+            }
+            for dropped in report.dropped {
+                inner.reject(dropped, &config, Ending::Cancelled);
+            }
+        }
         // A session not in memory (evicted, or not restored at start) continues from its file.
         let saved = match &inner.history_files {
             Some(files) if !inner.store.contains(&session) => files.load(&session, config.max_history_turns),
@@ -170,6 +181,38 @@ impl Bridge {
             report.cancelled, report.dropped.len());
         log::info!("{message}");
         ResetAnswer { success: true, message }
+    }
+
+    /// Stops one session (`""` = all) without forgetting it: its streaming request ends with
+    /// `done_reason: cancelled` (entering the history only as far as it was reported spoken),
+    /// its waiting inputs are answered the same way. The history stays.
+    pub fn cancel(&self, session_id: &str) -> ResetAnswer {
+        let inner = &self.inner;
+        let target = (!session_id.is_empty()).then_some(session_id);
+        let report = inner.store.cancel(target);
+        let config = inner.config.get();
+        for dropped in report.dropped.iter().cloned() {
+            inner.reject(dropped, &config, Ending::Cancelled);
+        }
+        let what = match target {
+            Some(id) if report.sessions == 0 => format!("session '{}' is not known: nothing to cancel", printable(id)),
+            Some(id) => format!("session '{}'", printable(id)),
+            None => format!("all {} sessions", report.sessions),
+        };
+        let message = format!("{what}: {} streaming request(s) cancelled, {} queued input(s) dropped; history kept",
+            report.cancelled, report.dropped.len());
+        log::info!("cancel: {message}");
+        ResetAnswer { success: true, message }
+    }
+
+    /// Takes a report from the text-to-speech node: `text` is everything it said of `request_id`
+    /// so far. Used when that request is cancelled: the history then holds only what was said.
+    pub fn spoken(&self, session_id: &str, request_id: u64, text: &str) {
+        let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
+        if !self.inner.store.record_spoken(session_id, request_id, text) {
+            log::debug!("spoken report for request {request_id} (session '{}') ignored: it is not streaming",
+                printable(session_id));
+        }
     }
 
     /// Asks the server whether `model` exists. `Err` says why not, in words for a person.
@@ -286,9 +329,14 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         log::info!("request {} (session '{}'): {} after {:.2}s, {} chars out{}", response.request_id,
             printable(&session_id), response.ending.done_reason(), response.total_time_s, response.text.len(),
             if response.ending.error().is_empty() { String::new() } else { format!(": {}", response.ending.error()) });
+        // A cancelled answer enters the history as far as the text-to-speech node said it.
+        let turn = match (&response.ending, outcome.turn) {
+            (Ending::Cancelled, None) => spoken_turn(&job.request, inner.store.spoken(&session_id, job.request.id)),
+            (_, turn) => turn,
+        };
         // Commit, then answer: a listener that saw the final can rely on the exchange being saved.
-        let turn = outcome.turn.clone();
-        if inner.store.finish(&session_id, job.epoch, outcome.turn, config.max_history_turns) {
+        let outcome_turn = turn.clone();
+        if inner.store.finish(&session_id, job.epoch, outcome_turn, config.max_history_turns) {
             if let (Some(files), Some(turn)) = (inner.history_files.clone(), turn) {
                 // write + fsync on a blocking thread: the other sessions' streams keep flowing
                 let (store, session, epoch, max_turns) =
@@ -307,6 +355,12 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         }
         inner.outputs.finished(response);
     }
+}
+
+/// The exchange of a cancelled request as far as it was spoken (`None` when nothing was).
+fn spoken_turn(request: &Request, spoken: String) -> Option<Turn> {
+    let spoken = spoken.trim();
+    (!spoken.is_empty()).then(|| Turn { user: request.text.clone(), assistant: spoken.to_string() })
 }
 
 /// Forgets idle sessions after `session_ttl_s`, checking once a second.

@@ -53,6 +53,18 @@ pub struct Params {
     pub max_sessions: i64,
     /// Folder where completed exchanges are appended (one JSONL file per session; "" = in memory only)
     pub history_dir: String,
+    /// Remove Markdown and emoji from the sentence topics and response_text (partials and Response.text stay raw)
+    pub speech_filter: bool,
+    /// Sentences shorter than this many characters join the next one
+    pub min_sentence_chars: i64,
+    /// A run-on sentence is cut (at the last comma or space) before this many characters
+    pub max_sentence_chars: i64,
+    /// An input for a session whose answer is still streaming cancels that answer and is answered next
+    pub barge_in: bool,
+    /// Load the model at start and after every model change, so the first answer does not wait for it
+    pub warm_up: bool,
+    /// Unload the model from the server (keep_alive 0) when the node stops
+    pub unload_on_exit: bool,
 }
 
 impl Params {
@@ -78,6 +90,12 @@ impl Params {
             max_queue_per_session: 32,
             max_sessions: 1000,
             history_dir: String::new(),
+            speech_filter: true,
+            min_sentence_chars: 10,
+            max_sentence_chars: 200,
+            barge_in: false,
+            warm_up: true,
+            unload_on_exit: false,
         }
     }
 }
@@ -110,6 +128,12 @@ pub struct Config {
     pub max_queue_per_session: usize,
     pub max_sessions: usize,
     pub history_dir: Option<PathBuf>,
+    pub speech_filter: bool,
+    pub min_sentence_chars: usize,
+    pub max_sentence_chars: usize,
+    pub barge_in: bool,
+    pub warm_up: bool,
+    pub unload_on_exit: bool,
 }
 
 /// A parameter that failed validation: its name and a message for `ros2 param set` / the log.
@@ -194,6 +218,12 @@ impl Config {
                 "" => None,
                 dir => Some(PathBuf::from(dir)),
             },
+            speech_filter: p.speech_filter,
+            min_sentence_chars: count("min_sentence_chars", p.min_sentence_chars, 0)?,
+            max_sentence_chars: count("max_sentence_chars", p.max_sentence_chars, 20)?,
+            barge_in: p.barge_in,
+            warm_up: p.warm_up,
+            unload_on_exit: p.unload_on_exit,
         })
     }
 

@@ -51,10 +51,10 @@ pub enum Admission {
     Rejected(String),
 }
 
-/// What a reset did.
+/// What a reset or a cancel did.
 #[derive(Debug, Default)]
 pub struct ResetReport {
-    /// Sessions that existed and were cleared.
+    /// Sessions that existed and were cleared (reset) or stopped (cancel).
     pub sessions: usize,
     /// Streaming requests that were cancelled (each publishes its own cancelled response).
     pub cancelled: usize,
@@ -70,12 +70,20 @@ pub struct Limits {
     pub max_history_turns: usize,
 }
 
+/// The request a session is streaming now.
+struct Running {
+    request_id: u64,
+    cancel: CancellationToken,
+    /// What the text-to-speech node reported as spoken of this request so far (`spoken` topic).
+    spoken: String,
+}
+
 #[derive(Default)]
 struct Session {
     history: VecDeque<Turn>,
     queue: VecDeque<Request>,
-    /// Cancel handle of the job streaming now.
-    running: Option<CancellationToken>,
+    /// The job streaming now.
+    running: Option<Running>,
     /// A worker task owns this session's queue until it finds it empty.
     worker_active: bool,
     last_used: Option<Instant>,
@@ -169,7 +177,7 @@ impl SessionStore {
         match session.queue.pop_front() {
             Some(request) => {
                 let cancel = parent.child_token();
-                session.running = Some(cancel.clone());
+                session.running = Some(Running { request_id: request.id, cancel: cancel.clone(), spoken: String::new() });
                 Some(Job { request, history: session.history.iter().cloned().collect(), epoch: session.epoch, cancel })
             }
             None => {
@@ -214,8 +222,8 @@ impl SessionStore {
             session.epoch += 1;
             session.history.clear();
             report.dropped.extend(session.queue.drain(..));
-            if let Some(cancel) = session.running.take() {
-                cancel.cancel();
+            if let Some(running) = session.running.take() {
+                running.cancel.cancel();
                 report.cancelled += 1;
             }
             if !session.worker_active {
@@ -223,6 +231,48 @@ impl SessionStore {
             }
         }
         report
+    }
+
+    /// Stops one session (`Some(id)`) or all (`None`) without forgetting them: cancels what
+    /// streams (its exchange may still enter the history as far as it was spoken, see
+    /// [`SessionStore::spoken`]) and drops what waits. The history stays.
+    pub fn cancel(&self, session_id: Option<&str>) -> ResetReport {
+        let mut inner = self.lock();
+        let mut report = ResetReport::default();
+        let targets = inner.sessions.iter_mut().filter(|(id, _)| session_id.is_none_or(|want| want == id.as_str()));
+        for (_, session) in targets {
+            report.sessions += 1;
+            report.dropped.extend(session.queue.drain(..));
+            if let Some(running) = &session.running {
+                if !running.cancel.is_cancelled() {
+                    running.cancel.cancel();
+                    report.cancelled += 1;
+                }
+            }
+        }
+        report
+    }
+
+    /// Records what the text-to-speech node said of `request_id` so far. Returns false when that
+    /// request is not the one the session is streaming (finished, unknown, or another session).
+    pub fn record_spoken(&self, session_id: &str, request_id: u64, text: &str) -> bool {
+        let mut inner = self.lock();
+        match inner.sessions.get_mut(session_id).and_then(|s| s.running.as_mut()) {
+            Some(running) if running.request_id == request_id => {
+                running.spoken = text.to_string();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What was reported spoken of the running `request_id` ("" when nothing or another request).
+    pub fn spoken(&self, session_id: &str, request_id: u64) -> String {
+        let inner = self.lock();
+        match inner.sessions.get(session_id).and_then(|s| s.running.as_ref()) {
+            Some(running) if running.request_id == request_id => running.spoken.clone(),
+            _ => String::new(),
+        }
     }
 
     /// Forgets sessions idle for longer than `ttl`; returns their ids.
@@ -281,113 +331,5 @@ impl SessionStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: Limits = Limits { max_queue_per_session: 2, max_sessions: 2, max_history_turns: 10 };
-
-    fn req(id: u64, session: &str) -> Request {
-        Request { id, session_id: session.into(), text: format!("t{id}"), arrived: Instant::now() }
-    }
-    fn turn(n: u32) -> Option<Turn> {
-        Some(Turn { user: format!("u{n}"), assistant: format!("a{n}") })
-    }
-
-    #[test]
-    fn one_worker_per_session_in_arrival_order() {
-        let store = SessionStore::new();
-        let root = CancellationToken::new();
-        assert_eq!(store.admit(req(1, "a"), LIMITS, vec![]), Admission::StartWorker);
-        assert_eq!(store.admit(req(2, "a"), LIMITS, vec![]), Admission::Queued);
-        assert_eq!(store.admit(req(3, "b"), LIMITS, vec![]), Admission::StartWorker);
-        let j1 = store.next_job("a", &root).unwrap();
-        assert_eq!(j1.request.id, 1);
-        assert!(store.finish("a", j1.epoch, turn(1), 10));
-        let j2 = store.next_job("a", &root).unwrap();
-        assert_eq!((j2.request.id, j2.history.len()), (2, 1));
-        store.finish("a", j2.epoch, None, 10);
-        assert!(store.next_job("a", &root).is_none());
-        assert_eq!(store.admit(req(4, "a"), LIMITS, vec![]), Admission::StartWorker, "worker ended with the queue");
-    }
-
-    #[test]
-    fn queue_limit_rejects_with_a_reason() {
-        let store = SessionStore::new();
-        store.admit(req(1, "a"), LIMITS, vec![]);
-        store.admit(req(2, "a"), LIMITS, vec![]);
-        store.admit(req(3, "a"), LIMITS, vec![]);
-        match store.admit(req(4, "a"), LIMITS, vec![]) {
-            Admission::Rejected(why) => assert!(why.contains("max_queue_per_session")),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn history_is_bounded_oldest_first() {
-        let store = SessionStore::new();
-        let root = CancellationToken::new();
-        for n in 0..5 {
-            store.admit(req(n.into(), "a"), LIMITS, vec![]);
-            let job = store.next_job("a", &root).unwrap();
-            store.finish("a", job.epoch, turn(n), 3);
-            assert!(store.next_job("a", &root).is_none());
-        }
-        let users: Vec<_> = store.history("a").into_iter().map(|t| t.user).collect();
-        assert_eq!(users, ["u2", "u3", "u4"]);
-    }
-
-    #[test]
-    fn reset_cancels_running_drops_queued_and_blocks_late_commit() {
-        let store = SessionStore::new();
-        let root = CancellationToken::new();
-        store.admit(req(1, "a"), LIMITS, vec![]);
-        store.admit(req(2, "a"), LIMITS, vec![]);
-        store.admit(req(9, "b"), LIMITS, vec![]);
-        let job = store.next_job("a", &root).unwrap();
-        let report = store.reset(Some("a"));
-        assert_eq!((report.sessions, report.cancelled, report.dropped.len()), (1, 1, 1));
-        assert!(job.cancel.is_cancelled());
-        assert!(!store.finish("a", job.epoch, turn(1), 10), "a reset session must not get the old turn");
-        assert!(store.history("a").is_empty());
-        assert_eq!(store.reset(Some("nope")).sessions, 0);
-        assert_eq!(store.reset(None).sessions, 2);
-    }
-
-    #[test]
-    fn lru_idle_session_is_evicted_busy_ones_never() {
-        let store = SessionStore::new();
-        let root = CancellationToken::new();
-        store.admit(req(1, "old"), LIMITS, vec![]);
-        let j = store.next_job("old", &root).unwrap();
-        store.finish("old", j.epoch, turn(1), 10);
-        store.next_job("old", &root);
-        store.admit(req(2, "busy"), LIMITS, vec![]);
-        assert_eq!(store.admit(req(3, "new"), LIMITS, vec![]), Admission::StartWorker);
-        assert_eq!(store.evicted_total(), 1);
-        assert!(store.history("old").is_empty());
-        assert!(matches!(store.admit(req(4, "another"), LIMITS, vec![]), Admission::Rejected(_)));
-    }
-
-    #[test]
-    fn a_new_session_starts_from_its_saved_history_and_a_reset_outdates_jobs() {
-        let store = SessionStore::new();
-        let root = CancellationToken::new();
-        let saved: Vec<Turn> = (0..12).map(|n| turn(n).unwrap()).collect();
-        store.admit(req(1, "a"), LIMITS, saved);
-        assert_eq!(store.history("a").len(), 10, "bounded by max_history_turns");
-        assert_eq!(store.history("a")[0].user, "u2");
-        let job = store.next_job("a", &root).unwrap();
-        assert!(store.is_current("a", job.epoch));
-        store.reset(Some("a"));
-        assert!(!store.is_current("a", job.epoch));
-    }
-
-    #[test]
-    fn idle_sessions_expire() {
-        let store = SessionStore::new();
-        store.restore("a", vec![turn(1).unwrap()], 10);
-        assert!(store.expire_idle(Duration::from_secs(60)).is_empty());
-        assert_eq!(store.expire_idle(Duration::ZERO), vec!["a".to_string()]);
-        assert!(store.is_empty());
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

@@ -1,4 +1,4 @@
-//! Subscriptions `speech_text` and `utterance`. Their streams are drained on the spin thread
+//! Subscriptions `speech_text`, `utterance` and `spoken` (what the text-to-speech node said). Their streams are drained on the spin thread
 //! right after each `spin_once`, so r2r's 10-slot channels can never overflow; each message is
 //! handed to [`Bridge::submit`], which never waits. Messages are taken as raw CDR and decoded
 //! here, so text that is not valid UTF-8 gets an error response instead of vanishing.
@@ -7,6 +7,7 @@ use crate::bridge::{Bridge, DEFAULT_SESSION};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use super::cdr;
+use r2r::ollama_bridge_msgs::msg::Spoken;
 use r2r::QosProfile;
 use std::time::Instant;
 
@@ -35,7 +36,14 @@ pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge) -> Result<Vec<BoxFuture<
             }
         }
     };
-    Ok(vec![speech_loop.boxed(), utterance_loop.boxed()])
+    let mut spoken = node.subscribe::<Spoken>("spoken", INPUT_QOS)?;
+    let b = bridge.clone();
+    let spoken_loop = async move {
+        while let Some(report) = spoken.next().await {
+            b.spoken(&report.session_id, report.request_id, &report.text);
+        }
+    };
+    Ok(vec![speech_loop.boxed(), utterance_loop.boxed(), spoken_loop.boxed()])
 }
 
 /// Hands a decoded input to the bridge; invalid UTF-8 in either field is refused with a reason.

@@ -1,5 +1,5 @@
-//! Services `reset` and `set_model`. Requests are taken off r2r's queue on the spin thread;
-//! `reset` is answered there at once, `set_model` asks the Ollama server first (in a tokio task)
+//! Services `reset`, `cancel` and `set_model`. Requests are taken off r2r's queue on the spin
+//! thread; `reset` and `cancel` are answered there at once, `set_model` asks the Ollama server first (in a tokio task)
 //! and then responds.
 
 use super::StartError;
@@ -7,7 +7,7 @@ use crate::bridge::Bridge;
 use crate::config::{Config, ConfigHandle, LiveParams};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use r2r::ollama_bridge_msgs::srv::{Reset, SetModel};
+use r2r::ollama_bridge_msgs::srv::{Cancel, Reset, SetModel};
 use r2r::QosProfile;
 use std::sync::{Arc, Mutex};
 
@@ -54,6 +54,16 @@ pub fn serve(node: &mut r2r::Node, switch: ModelSwitch, runtime: &tokio::runtime
             }
         }
     };
+    let mut cancels = node.create_service::<Cancel::Service>("cancel", QosProfile::services_default())?;
+    let bridge = switch.bridge.clone();
+    let cancel_loop = async move {
+        while let Some(req) = cancels.next().await {
+            let answer = bridge.cancel(&req.message.session_id);
+            if let Err(e) = req.respond(Cancel::Response { success: answer.success, message: answer.message }) {
+                log::error!("could not answer a cancel request: {e}");
+            }
+        }
+    };
     let mut set_models = node.create_service::<SetModel::Service>("set_model", QosProfile::services_default())?;
     let runtime = runtime.clone();
     let set_model_loop = async move {
@@ -67,5 +77,5 @@ pub fn serve(node: &mut r2r::Node, switch: ModelSwitch, runtime: &tokio::runtime
             });
         }
     };
-    Ok(vec![reset_loop.boxed(), set_model_loop.boxed()])
+    Ok(vec![reset_loop.boxed(), cancel_loop.boxed(), set_model_loop.boxed()])
 }
