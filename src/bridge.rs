@@ -6,7 +6,7 @@ use crate::config::{Config, ConfigHandle};
 use crate::exchange;
 use crate::history_files::HistoryFiles;
 use crate::ollama::{Client, OllamaError};
-use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
+use crate::outputs::{Counters, Ending, FinalResponse, Outputs, SessionState};
 use crate::session::{Admission, Limits, Request, SessionStore, Turn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -280,6 +280,7 @@ impl Inner {
             total_time_s: request.arrived.elapsed().as_secs_f64(),
             chunk_count: 0,
             server: String::new(),
+            speech: String::new(),
         });
     }
 }
@@ -318,7 +319,10 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
             permit = inner.limiter.acquire() => permit.ok(),
         };
         let outcome = match permit {
-            Some(_permit) => exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref()).await,
+            Some(_permit) => {
+                inner.outputs.state(&session_id, job.request.id, SessionState::Thinking);
+                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref()).await
+            }
             None => {
                 inner.reject(job.request.clone(), &config, Ending::Cancelled);
                 inner.store.finish(&session_id, job.epoch, None, config.max_history_turns);
@@ -354,6 +358,8 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
             }
         }
         inner.outputs.finished(response);
+        let state = if response.ending.error().is_empty() { SessionState::Idle } else { SessionState::Error };
+        inner.outputs.state(&session_id, response.request_id, state);
     }
 }
 

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, Think};
-use crate::outputs::{Counters, Ending, FinalResponse, Outputs, Partial};
+use crate::outputs::{Counters, Ending, FinalResponse, Outputs, Partial, SessionState};
 use crate::session::{Job, Turn};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,7 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         total_time_s: since(Instant::now()),
         chunk_count: progress.seq,
         server: config.ollama_url.clone(),
+        speech: String::new(), // TODO(speech): the joined speakable sentences
     };
     ExchangeOutcome { response, turn }
 }
@@ -135,7 +136,10 @@ async fn stream_once(
         };
         let piece = chunk.content();
         if !piece.is_empty() {
-            progress.first_chunk.get_or_insert_with(Instant::now);
+            if progress.first_chunk.is_none() {
+                progress.first_chunk = Some(Instant::now());
+                outputs.state(&request.session_id, request.id, SessionState::Answering);
+            }
             outputs.partial(&Partial { session_id: &request.session_id, request_id: request.id, seq: progress.seq, text: piece });
             log::debug!("request {} chunk {}: {:?}", request.id, progress.seq, piece);
             progress.text.push_str(piece);

@@ -72,12 +72,56 @@ pub struct FinalResponse {
     pub chunk_count: u32,
     /// The server that answered (its URL, any password redacted).
     pub server: String,
+    /// What a text-to-speech node should say of `text`: its sentences, made speakable when
+    /// `speech_filter` is on (no reasoning, Markdown or emoji). Not part of `Response`.
+    pub speech: String,
+}
+
+/// One speakable sentence of an answer (`response_sentence`).
+#[derive(Debug, Clone, Copy)]
+pub struct SentenceOut<'a> {
+    pub session_id: &'a str,
+    pub request_id: u64,
+    /// 0, 1, 2, ... within the request.
+    pub index: u32,
+    pub text: &'a str,
+}
+
+/// What a session is doing (`session_state`), for dialogue managers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Request sent, no answer text yet (the model may be thinking).
+    Thinking,
+    /// Answer text streaming.
+    Answering,
+    /// Done or cancelled.
+    Idle,
+    /// The request failed.
+    Error,
+}
+
+impl SessionState {
+    /// The `state` field (the constants of `SessionState.msg`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Thinking => "thinking",
+            SessionState::Answering => "answering",
+            SessionState::Idle => "idle",
+            SessionState::Error => "error",
+        }
+    }
 }
 
 /// Where responses go. Implementations must not block: they are called from the stream loop.
 pub trait Outputs: Send + Sync + 'static {
     /// Publishes one partial, in order, as soon as it arrived.
     fn partial(&self, partial: &Partial<'_>);
-    /// Publishes the final response (and, for answers, the text alone for a TTS node).
+    /// Publishes the final response (and, for answers, its `speech` alone for a TTS node).
     fn finished(&self, response: &FinalResponse);
+    /// Publishes one reasoning piece (`message.thinking` or a `<think>` block), never spoken.
+    fn thinking(&self, piece: &Partial<'_>);
+    /// Publishes one sentence as soon as its end arrived (the message and the text alone).
+    fn sentence(&self, sentence: &SentenceOut<'_>);
+    /// Publishes a session's new state.
+    fn state(&self, session_id: &str, request_id: u64, state: SessionState);
 }
