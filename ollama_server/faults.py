@@ -41,6 +41,7 @@ from . import http, wire
 KINDS = ("status", "error_line", "cut", "truncate", "stall", "malformed", "long_line",
          "split_lines", "trickle", "timing", "script", "stale_close")
 CHAT_PATHS = ("/api/chat", "/v1/chat/completions")
+ENTRY_KEYS = frozenset(("kind", "count", "model", "path", "include_load", "all"))   # not part of a spec
 TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "load_ms", "pull_ms")
 _MID_STREAM = ("error_line", "cut", "truncate", "stall", "malformed", "long_line")
 
@@ -83,7 +84,7 @@ def parse_spec(spec) -> dict:
             raise FaultError("stall: 'then' must be 'continue' or 'cut'")
     if kind == "script":
         from .scripted import FIELDS              # here: scripted imports this module
-        unknown = set(out) - FIELDS - {"kind"}
+        unknown = set(out) - FIELDS - ENTRY_KEYS
         if unknown:
             raise FaultError("script: unknown model field(s) %s" % ", ".join(sorted(unknown)))
     if kind == "stale_close":
@@ -221,7 +222,7 @@ class FaultPlan:
             if s["kind"] == "timing":
                 self.timing.update({k: s[k] for k in TIMING_KEYS if k in s})
             elif s["kind"] == "script":
-                self.script.update({k: v for k, v in s.items() if k != "kind"})
+                self.script.update({k: v for k, v in s.items() if k not in ENTRY_KEYS})
             elif s["kind"] == "split_lines":
                 self.shaper = SplitShaper(s.get("at", "middle"), s.get("gap_ms", 20))
             elif s["kind"] == "trickle":
