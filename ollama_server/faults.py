@@ -19,9 +19,10 @@ A fault spec is a JSON object with a ``kind``:
 ``trickle``           write the whole response one byte at a time, ``byte_delay_ms`` apart
 ``timing``            this request only: override ``ttft_ms``, ``chunk_delay_ms``, ``load_ms``, ``pull_ms``
 ``script``            this request only: any model-script fields (``reply``, ``think_tag``, ...)
-``stale_close``       a pooled keep-alive connection dies as its ``request``-th request (default 2,
-                      the first reuse) arrives, idle for at least ``idle_ms``: the request is read,
-                      then the socket closes before any response byte (FIN, or RST with ``reset``)
+``stale_close``       a pooled keep-alive connection dies as a request arrives on it: its next reuse
+                      (or exactly its ``request``-th request, >= 2) after at least ``idle_ms`` idle;
+                      the request is read, then the socket closes before any response byte (FIN,
+                      or RST with ``reset``)
 ====================  ========================================================================
 
 ``after`` counts lines (NDJSON lines, or SSE events on ``/v1``) already sent; a fault whose
@@ -88,8 +89,8 @@ def parse_spec(spec) -> dict:
         if unknown:
             raise FaultError("script: unknown model field(s) %s" % ", ".join(sorted(unknown)))
     if kind == "stale_close":
-        nth, idle = out.setdefault("request", 2), out.setdefault("idle_ms", 0)
-        if not isinstance(nth, int) or isinstance(nth, bool) or nth < 2:
+        nth, idle = out.setdefault("request", None), out.setdefault("idle_ms", 0)
+        if nth is not None and (not isinstance(nth, int) or isinstance(nth, bool) or nth < 2):
             raise FaultError("stale_close: 'request' must be an integer >= 2 (a request on a reused connection)")
         if not isinstance(idle, (int, float)) or idle < 0:
             raise FaultError("stale_close: 'idle_ms' must be a number >= 0")
@@ -149,7 +150,7 @@ class FaultBook:
         for entry in self.queue:
             spec = entry["specs"][0]
             if (entry["stale"] and _path_matches(entry["path"], path) and entry["model"] in (None, canon)
-                    and spec["request"] == nth and idle_ms >= spec["idle_ms"]):
+                    and spec["request"] in (None, nth) and idle_ms >= spec["idle_ms"]):
                 self._use(entry)
                 return spec
         return None

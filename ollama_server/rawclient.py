@@ -14,8 +14,8 @@ import urllib.parse
 class RawExchange:
     """What one request got back, read straight off the socket: every read with its time."""
 
-    def __init__(self, reads: list[tuple[float, bytes]], eof: bool):
-        self.reads, self.eof = reads, eof
+    def __init__(self, reads: list[tuple[float, bytes]], eof: bool, reset: bool = False):
+        self.reads, self.eof, self.reset = reads, eof, reset     # reset: the server sent a TCP RST
         self.data = b"".join(d for _, d in reads)
         self.status, self.headers, self.chunks, self.complete, self.body = _parse_response(self.data)
 
@@ -103,7 +103,7 @@ def _request_bytes(netloc: str, path: str, body, method: str, headers: dict | No
 
 
 def _exchange(sock, netloc, path, body, method, headers, timeout, close_after=None, on_read=None) -> RawExchange:
-    reads, eof, t0 = [], False, time.monotonic()
+    reads, eof, reset, t0 = [], False, False, time.monotonic()
     sock.sendall(_request_bytes(netloc, path, body, method, headers))
     deadline = t0 + timeout
     while True:
@@ -118,7 +118,7 @@ def _exchange(sock, netloc, path, body, method, headers, timeout, close_after=No
         except socket.timeout:
             continue
         except ConnectionResetError:
-            eof = True
+            eof = reset = True
             break
         if not data:
             eof = True
@@ -128,7 +128,7 @@ def _exchange(sock, netloc, path, body, method, headers, timeout, close_after=No
         leave = on_read(ex) if on_read is not None else False
         if ex.complete or leave:
             break
-    return RawExchange(reads, eof)
+    return RawExchange(reads, eof, reset)
 
 
 class KeepAliveClient:

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ollama_server.testing import raw_request  # noqa: E402
-from emulator_fixtures import fresh, module_emulator  # noqa: E402,F401
+from emulator_fixtures import fresh, module_emulator, openai_chat as v1  # noqa: E402,F401
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}}}}}
@@ -27,10 +27,6 @@ CHUNK_RE = re.compile(rb'^data: \{"id":"chatcmpl-\d{1,3}","object":"chat\.comple
                       rb'"delta":\{"role":"assistant","content":"(?:[^"\\]|\\.)*"\},"finish_reason":null\}\]\}$')
 
 emu = module_emulator(CONFIG)
-
-
-def v1(emu, body, **kw):
-    return raw_request(emu.url, "/v1/chat/completions", body, **kw)
 
 
 def text(events):
