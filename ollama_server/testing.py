@@ -9,6 +9,9 @@
 
 Readiness is the server's own ``ollama_server listening on URL`` line, awaited with a deadline; no
 sleeps. ``restart()`` comes back on the same port, so a client configured with ``emu.url`` keeps working.
+``stats()``/``wait_stats(cancelled=1)``/``wait_idle()`` poll the request counters instead of sleeping;
+``EmulatorFleet`` runs several emulators (ids, model subsets) for multi-server tests. The raw client
+(``raw_request``, ``KeepAliveClient``) lives in ``rawclient`` and is re-exported here.
 """
 from __future__ import annotations
 
