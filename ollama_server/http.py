@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import logging
 import socket
 import struct
@@ -75,9 +76,18 @@ class BadRequest(Exception):
 
 
 class Connection:
-    """One client connection: request reading, response writing, peer-gone detection."""
+    """One client connection: request reading, response writing, peer-gone detection.
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    ``served`` counts the requests answered on it, ``idle_since`` (monotonic seconds) is when the
+    last one ended: what a keep-alive fault needs to know about a pooled connection.
+    """
+
+    _ids = itertools.count(1)
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, extra_headers=()):
+        self.id = next(self._ids)
+        self.served, self.idle_since = 0, time.monotonic()
+        self.extra_headers = list(extra_headers)
         self.reader, self.writer = reader, writer
         self.transport = writer.transport
         self.buf = bytearray()
@@ -202,7 +212,7 @@ class Connection:
     def head(self, status: int, headers: list[tuple[str, str]], length: int | None) -> bytes:
         """The status line and headers in Go's order (``length=None`` means chunked)."""
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason(status).encode())]
-        out += [b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in sorted(headers)]
+        out += [b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in sorted(headers + self.extra_headers)]
         out.append(b"Date: " + http_date() + b"\r\n")
         if length is not None:
             out.append(b"Content-Length: %d\r\n" % length)
@@ -277,8 +287,9 @@ class ChunkedStream:
 class HttpServer:
     """Accepts connections and runs ``handler(request, connection)`` for each request in turn."""
 
-    def __init__(self, handler, host: str = "127.0.0.1", port: int = 0, ssl_context=None):
+    def __init__(self, handler, host: str = "127.0.0.1", port: int = 0, ssl_context=None, extra_headers=()):
         self.handler, self.host, self.port, self.ssl_context = handler, host, port, ssl_context
+        self.extra_headers = list(extra_headers)      # sent on every response (e.g. a server id)
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[Connection] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -311,7 +322,7 @@ class HttpServer:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # Go's default too
-        conn = Connection(reader, writer)
+        conn = Connection(reader, writer, self.extra_headers)
         self._conns.add(conn)
         task = asyncio.current_task()
         self._tasks.add(task)
@@ -332,6 +343,8 @@ class HttpServer:
                     await self.handler(req, conn)
                 finally:
                     await conn.unwatch_peer()
+                    conn.served += 1
+                    conn.idle_since = time.monotonic()
                 if conn.closing_after or conn.gone.is_set():
                     break
         except (ConnectionError, OSError):

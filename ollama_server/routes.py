@@ -1,18 +1,17 @@
-"""Endpoints: Ollama's (``/``, ``/api/version|tags|show|ps|pull|chat``) and the emulator's control API.
+"""Endpoints: Ollama's (``/``, ``/api/version|tags|show|ps|pull|chat``, ``/v1/...``) and the control API.
 
 Control API (not Ollama; every answer is JSON):
 
-* ``GET /_emulator/requests[?path=/api/chat]`` → ``{"requests": [entry, ...]}``; an entry has ``id``,
-  ``method``, ``path``, ``query``, ``headers``, ``body`` (parsed JSON or null), ``raw_body`` (text when
-  not JSON), ``received_at`` (RFC 3339), ``received_ns``, ``status``, ``ttfb_ms``, ``faults`` and
-  ``outcome`` ({``result``, ``chunks``, ``duration_ms``, ``done_reason``, ``eval_count``, ...}).
-* ``DELETE /_emulator/requests`` → ``{"cleared": n}``
+* ``GET /_emulator/requests[?path=/api/chat]`` → ``{"requests": [entry, ...]}`` (see ``records``),
+  ``DELETE`` empties the log → ``{"cleared": n}``
+* ``GET /_emulator/stats`` → request counters (total, ``in_flight``, ``completed``, ``cancelled``,
+  ``failed``, ``chunks``, per model and per path; see ``records``); ``DELETE`` zeroes them.
 * ``POST /_emulator/faults`` (``{"faults": [entry, ...]}``, a list or one entry) → ``{"queued": n}``;
   ``GET`` lists the queue, ``DELETE`` empties it.
 * ``POST /_emulator/models`` ``{"models": {name: script}, "replace": false}`` → ``{"models": [names]}``;
   ``GET`` lists the scripts.
-* ``POST /_emulator/reset`` → start-up models, no faults, empty log, nothing loaded.
-* ``GET /_emulator/state`` → loaded models, running and waiting requests, queue and log sizes.
+* ``POST /_emulator/reset`` → start-up models, no faults, empty log and stats, nothing loaded.
+* ``GET /_emulator/state`` → server id, loaded models, running and waiting requests, queue and log sizes.
 """
 from __future__ import annotations
 
@@ -21,7 +20,9 @@ import logging
 import time
 import urllib.parse
 
-from . import chat, faults, http, wire
+from . import chat, faults, http, openai, pull, wire
+from .fronts import OllamaFront
+from .records import RequestLog
 from .scheduler import Scheduler
 
 log = logging.getLogger("ollama_server.routes")
@@ -29,66 +30,44 @@ JSON = "application/json; charset=utf-8"
 CONTROL = "/_emulator/"
 
 
-class RequestLog:
-    """Every Ollama request with its outcome; optionally appended to a JSONL file when it ends."""
-
-    def __init__(self, path: str | None = None):
-        self.entries: list[dict] = []
-        self.path = path
-        self._next = 1
-
-    def open(self, req: http.Request) -> dict:
-        """A new entry for ``req`` (body parsed when it is JSON)."""
-        entry = {"id": self._next, "method": req.method, "path": req.path, "query": req.query,
-                 "headers": req.headers, "body": None, "received_at": wire.rfc3339(req.wall_ns),
-                 "received_ns": req.wall_ns, "status": None, "ttfb_ms": None, "faults": [], "outcome": None}
-        self._next += 1
-        if req.body:
-            try:
-                entry["body"] = json.loads(req.body)
-            except ValueError:
-                entry["raw_body"] = req.body[:10000].decode("utf-8", "replace")
-        self.entries.append(entry)
-        return entry
-
-    def close(self, entry: dict) -> None:
-        """The request is over: write it to the file, if any."""
-        if entry["outcome"] is None:
-            entry["outcome"] = {"result": "completed" if (entry["status"] or 500) < 400 else "error"}
-        if self.path:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(entry, ensure_ascii=False) + "\n")
-
-    def select(self, path: str | None) -> list[dict]:
-        """Entries, optionally only those for one path."""
-        return [e for e in self.entries if path in (None, "", e["path"])]
-
-
 class App:
     """The server's state and request dispatch; ``backend`` supplies models and generations."""
 
     def __init__(self, backend, version: str = "0.12.3", max_queue: int = 512, local_time: bool = False,
-                 request_log: str | None = None):
+                 request_log: str | None = None, server_id: str = ""):
         self.backend, self.version, self.local_time = backend, version, local_time
+        self.server_id = server_id or getattr(backend, "server_id", "")
+        if self.server_id and hasattr(backend, "server_id"):
+            backend.server_id = self.server_id
+        self.extra_headers = [("X-Emulator-Server", self.server_id)] if self.server_id else []
         self.scheduler = Scheduler(max_queue, on_unload=getattr(backend, "unload", None))
         self.book = faults.FaultBook()
         self.log = RequestLog(request_log)
+        self.ollama_front = OllamaFront("")
         self.routes = {
             ("GET", "/"): self.root, ("HEAD", "/"): self.root,
             ("GET", "/api/version"): self.version_, ("HEAD", "/api/version"): self.version_,
             ("GET", "/api/tags"): self.tags, ("HEAD", "/api/tags"): self.tags,
             ("POST", "/api/show"): self.show, ("GET", "/api/ps"): self.ps,
             ("POST", "/api/pull"): self.pull, ("POST", "/api/chat"): self.chat,
+            ("POST", "/v1/chat/completions"): self.v1_chat, ("GET", "/v1/models"): self.v1_models,
         }
 
     async def handle(self, req: http.Request, conn: http.Connection) -> None:
         """Dispatch one request; Ollama requests are logged, control requests are not."""
         if req.path.startswith(CONTROL):
             return await self.control(req, conn)
-        entry = self.log.open(req)
+        entry = self.log.open(req, conn)
         handler = self.routes.get((req.method, req.path))
+        if handler is None and req.method == "GET" and req.path.startswith("/v1/models/"):
+            handler = self.v1_models
         try:
-            if handler is None:               # gin: unknown route or method → plain-text 404
+            stale = conn.served and self.book.take_stale(req.path, conn.served + 1,
+                                                         (time.monotonic() - conn.idle_since) * 1000, entry.get("model"))
+            if stale:                         # the server closed this idle connection as the request came
+                conn.close(reset=bool(stale.get("reset")))
+                entry["faults"], entry["outcome"] = ["stale_close"], {"result": "stale_close", "chunks": 0}
+            elif handler is None:             # gin: unknown route or method → plain-text 404
                 await self.send(conn, entry, 404, b"404 page not found", "text/plain")
             else:
                 await handler(req, conn, entry)
@@ -154,35 +133,20 @@ class App:
         await self.json(conn, entry, {"models": models})
 
     async def pull(self, req, conn, entry):
-        """``POST /api/pull``: progress lines for a known model, Ollama's error for others."""
-        try:
-            body = wire.decode_body(req.body, req.path)
-        except wire.DecodeError as err:
-            return await self.json(conn, entry, {"error": str(err)}, 400)
-        name = body.get("model") or body.get("name") or ""
-        m = self.backend.get(name) if name else None
-        if m is not None:
-            digest, size = "sha256:" + m.digest, m.size
-            steps = [{"status": "pulling manifest"}] + [
-                {"status": "pulling " + m.digest[:12], "digest": digest, "total": size, "completed": size * i // 4}
-                for i in range(1, 5)] + [{"status": "verifying sha256 digest"}, {"status": "writing manifest"},
-                                         {"status": "success"}]
-        else:
-            steps = [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
-        if body.get("stream", True) is False:
-            last = steps[-1]
-            return await self.send(conn, entry, 500 if "error" in last else 200, wire.go_bytes(last),
-                                   "application/json")
-        stream = http.ChunkedStream(conn, 200, "application/x-ndjson")
-        for step in steps:
-            if not await stream.send_line(wire.go_bytes(step) + b"\n"):
-                return
-        await stream.finish()
-        entry["status"] = 200
+        """``POST /api/pull`` (see ``pull.py``)."""
+        await pull.handle(self, req, conn, entry)
 
     async def chat(self, req, conn, entry):
         """``POST /api/chat`` (see ``chat.py``)."""
         await chat.handle(self, req, conn, entry)
+
+    async def v1_chat(self, req, conn, entry):
+        """``POST /v1/chat/completions`` (see ``openai.py``)."""
+        await openai.chat_completions(self, req, conn, entry)
+
+    async def v1_models(self, req, conn, entry):
+        """``GET /v1/models[/name]`` (see ``openai.py``)."""
+        await openai.models(self, req, conn, entry)
 
     # ----------------------------------------------------------------------------- control API
     async def control(self, req: http.Request, conn: http.Connection) -> None:
@@ -204,6 +168,11 @@ class App:
         if (method, what) == ("DELETE", "requests"):
             n, self.log.entries = len(self.log.entries), []
             return {"cleared": n}
+        if (method, what) == ("GET", "stats"):
+            return self.log.stats.snapshot()
+        if (method, what) == ("DELETE", "stats"):
+            self.log.stats.reset()
+            return self.log.stats.snapshot()
         if (method, what) == ("POST", "faults"):
             return {"queued": self.book.push(payload)}
         if (method, what) == ("GET", "faults"):
@@ -222,12 +191,13 @@ class App:
             return {"models": {m.display: getattr(m, "spec", {}) for m in self.backend.models.values()}}
         if (method, what) == ("POST", "reset"):
             self.log.entries, self.book.queue = [], []
+            self.log.stats.reset()
             self.scheduler.reset()
             if hasattr(self.backend, "reset"):
                 self.backend.reset()
             return {"reset": True}
         if (method, what) == ("GET", "state"):
-            return {"backend": self.backend.kind, "version": self.version,
+            return {"backend": self.backend.kind, "version": self.version, "server_id": self.server_id,
                     "loaded": [r.model.display for r in self.scheduler.loaded()],
                     "active": {k: v for k, v in self.scheduler.active.items() if v},
                     "waiting": self.scheduler.pending, "faults": len(self.book.queue),

@@ -50,7 +50,7 @@ class Scheduler:
         self.active: collections.Counter = collections.Counter()
         self.waiters: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self.pending = 0
-        self._loading: dict[str, asyncio.Future] = {}
+        self._loading: dict[str, asyncio.Future] = {}   # model name → its load task
 
     def reset(self) -> None:
         """Forget every loaded model (open requests finish normally)."""
@@ -106,37 +106,45 @@ class Scheduler:
                 return
         self.active[model.name] -= 1
 
-    async def ensure_loaded(self, model, keep_alive_ns: int | None, load) -> int:
-        """Load ``model`` unless loaded (``await load()`` does the work); returns ns spent on loading.
+    async def ensure_loaded(self, model, keep_alive_ns: int | None, load, cancel: asyncio.Event) -> int | None:
+        """Load ``model`` unless loaded; returns ns spent waiting for it, ``None`` if ``cancel`` came first.
 
-        Concurrent requests for an unloaded model wait for one load. Opens a reference on the
-        runner, closed by ``finish``.
+        ``load(stop)`` is a coroutine function doing the work. The load runs as a task of its own, so
+        a client that leaves does not cut it short (Ollama's scheduler finishes a load nobody waits
+        for) and concurrent requests for an unloaded model wait for the same one. Opens a reference
+        on the runner, closed by ``finish``.
         """
+        model = getattr(model, "base", model)   # a one-request script override loads its model
         runner = self.runners.get(model.name)
         waited = 0
         if runner is None or (not runner.refs and runner.expires_ns <= time.time_ns()) or runner.model is not model:
             t0 = time.perf_counter_ns()
-            fut = self._loading.get(model.name)
-            if fut is None:
-                fut = self._loading[model.name] = asyncio.get_running_loop().create_future()
-                try:
-                    await load()
-                    self.runners[model.name] = Runner(model, DEFAULT_KEEP_ALIVE_NS)
-                    fut.set_result(True)
-                except BaseException as err:
-                    fut.set_exception(err)
-                    fut.exception()           # mark retrieved: the other waiters re-raise it
-                    raise
-                finally:
-                    del self._loading[model.name]
-            else:
-                await asyncio.shield(fut)
+            task = self._loading.get(model.name)
+            if task is None:
+                task = self._loading[model.name] = asyncio.ensure_future(self._load(model, load))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())   # retrieved, even if unwaited
+            gone = asyncio.ensure_future(cancel.wait())
+            try:
+                await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+            if not task.done():
+                return None
+            task.result()                     # re-raises a failed load
             waited = max(1, time.perf_counter_ns() - t0)
         runner = self.runners[model.name]
         if keep_alive_ns is not None:
             runner.session_ns = keep_alive_ns
         runner.refs += 1
         return waited
+
+    async def _load(self, model, load) -> None:
+        try:
+            await load(asyncio.Event())       # never set: a load is not cancelled by its requester
+            self.runners[model.name] = Runner(model, DEFAULT_KEEP_ALIVE_NS)
+            self.runners[model.name].expires_ns = time.time_ns() + DEFAULT_KEEP_ALIVE_NS
+        finally:
+            del self._loading[model.name]
 
     def finish(self, model) -> None:
         """Close a reference; the keep-alive clock starts when the last one closes."""

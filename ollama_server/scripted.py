@@ -1,21 +1,26 @@
 """The scripted backend: models whose replies are templates over the conversation, paced like a model.
 
-A model script (from ``--config`` or ``POST /_emulator/models``)::
+A model script (from ``--config`` or ``POST /_emulator/models``; every field is optional)::
 
     {"reply": "You said: {last_user}",      # or a list, used in turn order (turns-1) % len
-     "thinking": "Let me think.",           # thinking models only (capability "thinking")
-     "tool_calls": [{"name": "get_weather", "arguments": {"city": "{last_user}"}}],
+     "thinking": "Let me think.",           # in message.thinking (adds capability "thinking")
+     "think_tag": "think", "think_gap": "\\n\\n", "think_close": true,   # ... or in content, <think>...</think>
+     "split_at": [3, "nk>"], "pieces": null,    # extra piece cuts (offset / before a text); explicit pieces
+     "tool_calls": [{"name": "get_weather", "arguments": {"city": "{last_user}"}}],   # or "auto"
+     "tool_rounds": [[...], "auto"], "tool_reply": "It is {tool_results}.", "tool_call_ids": false,
+     "vision_reply": "I see an image of {images}.", "images_without_vision": "ignore",   # or "error"
      "json_reply": {"answer": "{last_user}"},   # used when the request sets "format"
      "capabilities": ["completion", "tools"],
-     "ttft_ms": 0, "chunk_delay_ms": 0, "load_ms": 0, "num_parallel": null,
+     "ttft_ms": 0, "chunk_delay_ms": 0, "load_ms": 0, "num_parallel": null, "pull_ms": 0, "pull_steps": 4,
      "faults": [ ...fault specs applied to every request for this model... ],
      "family": "llama", "parameter_size": "3.2B", "quantization": "Q4_K_M", "size": 2019393189,
-     "context_length": 4096, "tool_call_ids": false, "piece_chars": 7}
+     "context_length": 4096, "piece_chars": 7}
 
 Placeholders: ``{last_user}``, ``{turns}`` (user messages), ``{n_messages}``, ``{system}``, ``{model}``,
-``{last_tool}``, ``{last_assistant}``; other braces are left alone. Replies are cut into pieces the
-way a BPE tokenizer would: words with their leading space, long words split, every non-ASCII
-character (accents, CJK, each emoji code point) its own piece, never split inside a character.
+``{last_tool}``, ``{last_assistant}``, ``{tool_results}``, ``{images}``, ``{n_images}``, ``{server}``;
+other braces are left alone. Replies are cut into pieces the way a BPE tokenizer would: words with
+their leading space, long words split, every non-ASCII character its own piece, never split inside a
+character. Tools: see ``tools.py``; images: ``vision.py``.
 """
 from __future__ import annotations
 
@@ -24,9 +29,12 @@ import hashlib
 import re
 import time
 
-from . import faults, wire
+from . import faults, tools, vision, wire
 
 DEFAULT_REPLY = 'You said: "{last_user}". This is turn {turns}.'
+DEFAULT_VISION_REPLY = "I see an image of {images}."
+NO_VISION = "Failed to create new sequence: failed to process inputs: this model is missing data required for image input"
+BAD_IMAGE = "Failed to create new sequence: failed to process inputs: image: unknown format"
 DEFAULT_MODELS = {
     "llama3.2": {"capabilities": ["completion", "tools"], "family": "llama", "parameter_size": "3.2B",
                  "quantization": "Q4_K_M", "size": 2019393189},
@@ -36,10 +44,12 @@ DEFAULT_MODELS = {
     "smollm2:135m": {"capabilities": ["completion"], "family": "llama", "parameter_size": "134.52M",
                      "quantization": "Q4_1", "size": 98362432},
 }
-_FIELDS = {"reply", "thinking", "tool_calls", "json_reply", "capabilities", "ttft_ms", "chunk_delay_ms",
-           "load_ms", "num_parallel", "faults", "family", "parameter_size", "quantization", "size",
-           "context_length", "tool_call_ids", "piece_chars"}
-_PLACEHOLDER = re.compile(r"\{(last_user|turns|n_messages|system|model|last_tool|last_assistant)\}")
+FIELDS = {"reply", "thinking", "tool_calls", "tool_rounds", "tool_reply", "json_reply", "capabilities",
+          "ttft_ms", "chunk_delay_ms", "load_ms", "num_parallel", "faults", "family", "parameter_size",
+          "quantization", "size", "context_length", "tool_call_ids", "piece_chars", "think_tag", "think_gap",
+          "think_close", "split_at", "pieces", "vision_reply", "images_without_vision", "pull_ms", "pull_steps"}
+_PLACEHOLDER = re.compile(r"\{(last_user|turns|n_messages|system|model|last_tool|last_assistant|tool_results|"
+                          r"images|n_images|server)\}")
 _PIECE = re.compile(r"'(?:s|t|re|ve|m|ll|d)\b| ?[A-Za-z]+| ?[0-9]{1,3}| ?[^\x00-\x7f]|"
                     r" ?[^\sA-Za-z0-9\x80-\U0010ffff]+|\s+(?!\S)|\s+")
 
@@ -56,13 +66,32 @@ def pieces(text: str, max_chars: int = 7) -> list[str]:
     return out
 
 
-def conversation(messages: list, model: str) -> dict:
+def cut(parts: list[str], text: str, split_at) -> list[str]:
+    """``parts`` (which join to ``text``) cut again at every offset, or before every occurrence of a string."""
+    offsets = set()
+    for where in split_at or ():
+        if isinstance(where, int) and not isinstance(where, bool):
+            offsets.add(where if where >= 0 else len(text) + where)
+        elif isinstance(where, str) and where:
+            offsets.update(m.start() for m in re.finditer(re.escape(where), text))
+    out, pos = [], 0
+    for part in parts:
+        inner = sorted(o - pos for o in offsets if pos < o < pos + len(part))
+        for a, b in zip([0] + inner, inner + [len(part)]):
+            out.append(part[a:b])
+        pos += len(part)
+    return out
+
+
+def conversation(messages: list, model: str, server: str = "") -> dict:
     """The placeholder values for one request's messages."""
     def last(role):
-        return next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == role), "")
+        return next((str(m.get("content") or "") for m in reversed(messages)
+                     if m.get("role") == role and (m.get("content") or role != "user")), "")
     return {"last_user": last("user"), "turns": str(sum(m.get("role") == "user" for m in messages)),
             "n_messages": str(len(messages)), "system": last("system") if messages else "",
-            "model": model, "last_tool": last("tool"), "last_assistant": last("assistant")}
+            "model": model, "last_tool": last("tool"), "last_assistant": last("assistant"),
+            "tool_results": tools.tool_results(messages), "images": "", "n_images": "0", "server": server}
 
 
 def render(template, conv: dict):
@@ -76,46 +105,51 @@ def render(template, conv: dict):
     return template
 
 
-def from_schema(schema, text: str):
-    """A small value that satisfies a JSON schema (what a constrained model would produce)."""
-    if not isinstance(schema, dict):
-        return text
-    if "const" in schema:
-        return schema["const"]
-    if schema.get("enum"):
-        return schema["enum"][0]
-    kind = schema.get("type")
-    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
-    if kind == "object" or "properties" in schema:
-        props = schema.get("properties")
-        return {k: from_schema(v, text) for k, v in props.items()} if isinstance(props, dict) else {}
-    if kind == "array":
-        n = schema.get("minItems", 1)
-        return [from_schema(schema.get("items"), text) for _ in range(n if isinstance(n, int) and 0 <= n <= 64 else 1)]
-    return {"string": text, "integer": 0, "number": 0, "boolean": False, "null": None}.get(kind, text)
+def last_turn_images(messages: list) -> list[str]:
+    """The images of the trailing user messages (the OpenAI path splits a turn into several)."""
+    out = []
+    for msg in reversed(messages):
+        if msg.get("role") != "user":
+            break
+        out[:0] = [i for i in msg.get("images") or [] if isinstance(i, str)]
+    return out
 
 
 class ModelScript:
     """One scripted model: what it answers, how fast, and what it shows in tags/show/ps."""
 
     def __init__(self, name: str, spec: dict, default_reply: str = DEFAULT_REPLY):
-        unknown = set(spec) - _FIELDS
+        unknown = set(spec) - FIELDS
         if unknown:
             raise ValueError("model %s: unknown field(s) %s" % (name, ", ".join(sorted(unknown))))
         self.display = name if ":" in name else name + ":latest"
         self.name = wire.canonical_name(name)
-        self.spec = dict(spec)
+        self.spec, self.default_reply = dict(spec), default_reply
         self.reply = spec.get("reply", default_reply)
         self.thinking = spec.get("thinking")
-        self.tool_calls = spec.get("tool_calls") or []
+        self.rounds = tools.parse_rounds(spec, name)
+        self.tool_reply = spec.get("tool_reply", self.reply if "reply" in spec else tools.DEFAULT_TOOL_REPLY)
         self.json_reply = spec.get("json_reply")
+        tag = spec.get("think_tag")
+        if tag not in (None, False, True, "think", "thinking"):
+            raise ValueError('model %s: think_tag must be "think" or "thinking"' % name)
+        self.think_tag = "think" if tag is True else tag or None
+        self.think_gap = str(spec.get("think_gap", "\n\n"))
+        self.think_close = bool(spec.get("think_close", True))
+        self.split_at = list(spec.get("split_at") or [])
+        self.explicit_pieces = spec.get("pieces")
+        self.vision_reply = spec.get("vision_reply", DEFAULT_VISION_REPLY)
+        self.images_without_vision = spec.get("images_without_vision", "ignore")
+        if self.images_without_vision not in ("ignore", "error"):
+            raise ValueError('model %s: images_without_vision must be "ignore" or "error"' % name)
         caps = list(spec.get("capabilities", ["completion"]))
-        if self.thinking and "thinking" not in caps:
+        if self.thinking and not self.think_tag and "thinking" not in caps:
             caps.append("thinking")
         self.capabilities = caps
         self.ttft_ms = float(spec.get("ttft_ms", 0))
         self.chunk_delay_ms = float(spec.get("chunk_delay_ms", 0))
         self.load_ms = float(spec.get("load_ms", 0))
+        self.pull_ms, self.pull_steps = float(spec.get("pull_ms", 0)), max(1, int(spec.get("pull_steps", 4)))
         self.num_parallel = spec.get("num_parallel")
         self.faults = [faults.parse_spec(f) for f in spec.get("faults", [])]
         self.family = spec.get("family", "llama")
@@ -127,7 +161,13 @@ class ModelScript:
         self.piece_chars = int(spec.get("piece_chars", 7))
         self.digest = hashlib.sha256(self.name.encode()).hexdigest()
         self.modified_ns = time.time_ns()
-        self._piece_cache: dict[str, list[bytes]] = {}
+        self._piece_cache: dict[tuple, list[bytes]] = {}
+
+    def with_overrides(self, fields: dict) -> "ModelScript":
+        """This model with some script fields replaced (a ``script`` fault: one request only)."""
+        other = ModelScript(self.display, {**self.spec, **fields}, self.default_reply)
+        other.modified_ns, other.name, other.base = self.modified_ns, self.name, self
+        return other
 
     def details(self) -> dict:
         """``api.ModelDetails`` for tags, show and ps."""
@@ -140,13 +180,17 @@ class ModelScript:
                                 "general.quantization_version": 2,
                                 "%s.context_length" % self.family: self.context_length})
 
-    def encoded_pieces(self, text: str) -> list[bytes]:
+    def encoded_pieces(self, text: str, split_at=()) -> list[bytes]:
         """The JSON-encoded pieces of ``text``, cached: replies repeat, encoding them is the hot path."""
-        enc = self._piece_cache.get(text)
+        key = (text, tuple(split_at))
+        enc = self._piece_cache.get(key)
         if enc is None:
             if len(self._piece_cache) > 256:
                 self._piece_cache.clear()
-            enc = self._piece_cache[text] = [wire.go_bytes(p) for p in pieces(text, self.piece_chars)]
+            parts = pieces(text, self.piece_chars)
+            if split_at:
+                parts = cut(parts, text, split_at)
+            enc = self._piece_cache[key] = [wire.go_bytes(p) for p in parts]
         return enc
 
 
@@ -156,14 +200,17 @@ class Generation:
     ``field`` is ``thinking`` or ``content`` (value: a JSON-encoded string piece, 1 token) or
     ``tool_calls`` (value: the list of calls, tokens: their estimated token count). This is the
     backend seam: ``chat`` consumes any async iterable of such items plus ``prompt_eval_count``,
-    ``done_reason`` and an optional ``eval_count`` override.
+    ``done_reason`` and an optional ``eval_count`` override. ``planned``/``produced`` count the items
+    (so a test can see that a closed connection stopped generation), ``images`` what was seen.
     """
 
     def __init__(self, items: list, ttft: float, delay: float, cancel: asyncio.Event, prompt_tokens: int,
-                 done_reason: str):
+                 done_reason: str, error: str | None = None, images: list | None = None):
         self.items, self.ttft, self.delay, self.cancel = items, ttft, delay, cancel
         self.prompt_eval_count, self.done_reason = prompt_tokens, done_reason
         self.eval_count = None            # counted by the caller from the pieces it sent
+        self.error, self.images = error, images or []
+        self.planned, self.produced = len(items), 0
 
     def __aiter__(self):
         return self._run()
@@ -171,11 +218,14 @@ class Generation:
     async def _run(self):
         start = time.perf_counter()
         await pause(self.ttft, self.cancel)
+        if self.error:
+            raise RuntimeError(self.error)
         for i, item in enumerate(self.items):
             if i and self.delay:
                 await pause(start + self.ttft + i * self.delay - time.perf_counter(), self.cancel)
             if self.cancel.is_set():
                 return
+            self.produced += 1
             yield item
 
 
@@ -203,20 +253,32 @@ def prompt_tokens(body: dict) -> int:
 
 
 class ScriptedBackend:
-    """Models from a config; ``generate`` turns a request into a paced ``Generation``."""
+    """Models from a config; ``generate`` turns a request into a paced ``Generation``.
+
+    Config keys: ``models`` (installed), ``registry`` (pullable, installed by a successful
+    ``/api/pull``), ``default_reply``, ``server_id`` (the ``{server}`` placeholder).
+    """
 
     kind = "scripted"
 
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: dict | None = None, only: list[str] | None = None):
         self.config = config or {}
+        self.only = only
+        self.server_id = str(self.config.get("server_id") or "")
         self.models: dict[str, ModelScript] = {}
+        self.registry: dict[str, ModelScript] = {}
         self.reset()
 
     def reset(self) -> None:
         """Back to the models of the start-up config."""
         self.default_reply = self.config.get("default_reply", DEFAULT_REPLY)
-        self.models = {}
-        self.set_models(self.config.get("models", DEFAULT_MODELS), replace=True)
+        specs = dict(self.config.get("models", DEFAULT_MODELS))
+        if self.only is not None:
+            by_canon = {wire.canonical_name(k): v for k, v in specs.items()}
+            specs = {n: by_canon.get(wire.canonical_name(n), {}) for n in self.only}
+        self.set_models(specs, replace=True)
+        self.registry = {s.name: s for s in (ModelScript(n, v or {}, self.default_reply)
+                                             for n, v in self.config.get("registry", {}).items())}
 
     def set_models(self, specs: dict, replace: bool = False) -> list[str]:
         """Add or replace scripts (all of them when ``replace``); returns the canonical names."""
@@ -231,6 +293,15 @@ class ScriptedBackend:
         """The script for a model name as a client spells it, or ``None``."""
         return self.models.get(wire.canonical_name(name)) if name else None
 
+    def pullable(self, name: str) -> ModelScript | None:
+        """An installed or registry model for ``/api/pull``."""
+        return self.get(name) or (self.registry.get(wire.canonical_name(name)) if name else None)
+
+    def install(self, model: ModelScript) -> None:
+        """A pull finished: the model is installed (``/api/tags`` lists it)."""
+        model.modified_ns = time.time_ns()
+        self.models[model.name] = model
+
     async def load(self, model: ModelScript, load_ms: float, cancel: asyncio.Event) -> None:
         """Pretend to load the model (``load_ms`` of wall time)."""
         await pause(load_ms / 1000, cancel)
@@ -238,31 +309,53 @@ class ScriptedBackend:
     def generate(self, model: ModelScript, body: dict, think: bool, timing: dict,
                  cancel: asyncio.Event) -> Generation:
         """The reply to ``body``: thinking pieces, a tool-call item or content pieces."""
-        conv = conversation(body.get("messages") or [], body.get("model", ""))
+        messages = body.get("messages") or []
+        conv = conversation(messages, body.get("model", ""), self.server_id)
         opts = body.get("options") or {}
+        error, seen = self._images(model, messages, conv)
         items: list = []
-        if think and self.thinking_text(model):
+        if think and model.thinking and "thinking" in model.capabilities and not model.think_tag:
             items += [("thinking", p, 1) for p in model.encoded_pieces(render(model.thinking, conv))]
-        calls = self._tool_calls(model, body, conv)
+        calls = tools.plan(model.rounds, body, conv, render, model.tool_call_ids)
         if calls:
             items.append(("tool_calls", calls, len(pieces(wire.go_json(calls)))))
+        elif model.explicit_pieces is not None:
+            items += [("content", wire.go_bytes(p), 1) for p in render(list(model.explicit_pieces), conv)]
         else:
-            items += [("content", p, 1) for p in model.encoded_pieces(self._content(model, body, conv, opts))]
+            text = self._content(model, body, conv, opts, bool(seen))
+            items += [("content", p, 1) for p in model.encoded_pieces(text, model.split_at)]
         done_reason = "stop"
         limit = opts.get("num_predict")
         if isinstance(limit, (int, float)) and 0 < limit < len(items):
             items, done_reason = items[:int(limit)], "length"
         ttft = timing.get("ttft_ms", model.ttft_ms) / 1000
         delay = timing.get("chunk_delay_ms", model.chunk_delay_ms) / 1000
-        return Generation(items, ttft, delay, cancel, prompt_tokens(body), done_reason)
+        return Generation(items, ttft, delay, cancel, prompt_tokens(body), done_reason, error, seen)
 
     @staticmethod
-    def thinking_text(model: ModelScript):
-        """The thinking template of a thinking-capable model, else ``None``."""
-        return model.thinking if "thinking" in model.capabilities else None
+    def _images(model: ModelScript, messages: list, conv: dict) -> tuple[str | None, list]:
+        """(generation error, what the last turn's images are): Ollama's runner reads every image."""
+        every = [i for m in messages for i in m.get("images") or [] if isinstance(i, str)]
+        if not every:
+            return None, []
+        if "vision" not in model.capabilities:   # a text runner ignores images; a projector-less one fails
+            return (NO_VISION if model.images_without_vision == "error" else None), []
+        infos = {}
+        for img in every:
+            infos[img] = vision.describe(vision.decode(img))
+            if infos[img] is None:
+                return BAD_IMAGE, []
+        seen = [infos[i] for i in last_turn_images(messages)]
+        conv.update(images=vision.summary(seen), n_images=str(len(seen)))
+        return None, seen
 
-    def _content(self, model: ModelScript, body: dict, conv: dict, opts: dict) -> str:
+    def _content(self, model: ModelScript, body: dict, conv: dict, opts: dict, images: bool) -> str:
+        messages = body.get("messages") or []
         reply = model.reply
+        if messages and messages[-1].get("role") == "tool":
+            reply = model.tool_reply
+        elif images:
+            reply = model.vision_reply
         if isinstance(reply, list):
             reply = reply[(int(conv["turns"]) - 1) % len(reply)] if reply else ""
         text = render(reply, conv)
@@ -271,28 +364,13 @@ class ScriptedBackend:
             if model.json_reply is not None:
                 text = wire.go_json(render(model.json_reply, conv))
             elif isinstance(fmt, dict):
-                text = wire.go_json(from_schema(fmt, text))
+                text = wire.go_json(tools.from_schema(fmt, text))
             else:
                 text = wire.go_json({"response": text})
         stops = opts.get("stop") or []
-        cut = min((text.find(s) for s in stops if isinstance(s, str) and s and s in text), default=-1)
-        return text[:cut] if cut >= 0 else text
-
-    def _tool_calls(self, model: ModelScript, body: dict, conv: dict) -> list:
-        tools = body.get("tools") or []
-        msgs = body.get("messages") or []
-        if not tools or not model.tool_calls or (msgs and msgs[-1].get("role") == "tool"):
-            return []
-        offered = {f.get("name") for t in tools for f in [t.get("function")] if isinstance(f, dict)}
-        calls = []
-        for call in model.tool_calls:
-            fn = call.get("function", call)
-            if fn.get("name") not in offered:
-                continue
-            shaped = {"function": {"index": len(calls), "name": fn["name"],
-                                   "arguments": wire.sorted_map(render(fn.get("arguments") or {}, conv))}}
-            if model.tool_call_ids:
-                shaped = {"id": "call_" + hashlib.sha1(repr((conv, len(calls))).encode()).hexdigest()[:8],
-                          **shaped}
-            calls.append(shaped)
-        return calls
+        cut_at = min((text.find(s) for s in stops if isinstance(s, str) and s and s in text), default=-1)
+        text = text[:cut_at] if cut_at >= 0 else text
+        if model.think_tag:                      # a server that leaves reasoning in content
+            block = "<%s>%s" % (model.think_tag, render(model.thinking or "", conv))
+            text = block + ("</%s>%s%s" % (model.think_tag, model.think_gap, text) if model.think_close else "")
+        return text

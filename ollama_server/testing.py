@@ -9,6 +9,9 @@
 
 Readiness is the server's own ``ollama_server listening on URL`` line, awaited with a deadline; no
 sleeps. ``restart()`` comes back on the same port, so a client configured with ``emu.url`` keeps working.
+``stats()``/``wait_stats(cancelled=1)``/``wait_idle()`` poll the request counters instead of sleeping;
+``EmulatorFleet`` runs several emulators (ids, model subsets) for multi-server tests. The raw client
+(``raw_request``, ``KeepAliveClient``) lives in ``rawclient`` and is re-exported here.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from .rawclient import KeepAliveClient, RawExchange, raw_request  # noqa: F401  (part of this API)
 
 READY_PREFIX = "ollama_server listening on "
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,8 +198,25 @@ class EmulatorProcess:
         self.call("POST", "/_emulator/reset", {})
 
     def state(self) -> dict:
-        """Loaded models, running/waiting requests, queue and log sizes."""
+        """Server id, loaded models, running/waiting requests, queue and log sizes."""
         return self.call("GET", "/_emulator/state")
+
+    def stats(self) -> dict:
+        """Request counters: ``requests``, ``in_flight``, ``completed``, ``cancelled``, ``failed``,
+        ``chunks``, ``results``, and the same per ``models`` / ``paths``."""
+        return self.call("GET", "/_emulator/stats")
+
+    def wait_idle(self, timeout: float = 10.0) -> dict:
+        """Wait until no request is in flight (every started one has ended); returns the stats."""
+        return self.wait_for(lambda e: (lambda s: s if s["in_flight"] == 0 else None)(e.stats()), timeout,
+                             what="no request in flight")
+
+    def wait_stats(self, timeout: float = 10.0, **at_least) -> dict:
+        """Wait until every named counter reaches its value (``wait_stats(cancelled=1)``); returns the stats."""
+        def enough(e):
+            s = e.stats()
+            return s if all(s.get(k, 0) >= v for k, v in at_least.items()) else None
+        return self.wait_for(enough, timeout, what="stats %s" % at_least)
 
     def wait_for(self, predicate, timeout: float = 10.0, interval: float = 0.01, what: str = "condition"):
         """Poll ``predicate(self)`` until it returns something truthy (returned), or raise on timeout."""
@@ -216,102 +238,47 @@ class EmulatorProcess:
         return self.wait_for(enough, timeout, what="%d logged requests" % n)
 
 
-# -------------------------------------------------------------------------------- raw client
-class RawExchange:
-    """What one request got back, read straight off the socket: every read with its time."""
+class EmulatorFleet:
+    """Several emulators at once (a multi-server test): each item of ``servers`` is a dict of
+    ``EmulatorProcess`` keyword arguments plus optional ``server_id`` and ``models`` (the names it
+    serves; the others are missing on that server).
 
-    def __init__(self, reads: list[tuple[float, bytes]], eof: bool):
-        self.reads, self.eof = reads, eof
-        self.data = b"".join(d for _, d in reads)
-        self.status, self.headers, self.chunks, self.complete, self.body = _parse_response(self.data)
+        with EmulatorFleet([{"server_id": "a"}, {"server_id": "b", "models": ["llama3.2"]}]) as fleet:
+            fleet.urls; fleet[1].kill(); fleet[1].start()
+    """
 
-    def header(self, name: str) -> str | None:
-        """A response header by case-insensitive name."""
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+    def __init__(self, servers: list[dict]):
+        self.members = []
+        for spec in servers:
+            spec = dict(spec)
+            args = list(spec.pop("args", []))
+            if spec.get("server_id"):
+                args += ["--server-id", str(spec.pop("server_id"))]
+            if spec.get("models"):
+                args += ["--models", ",".join(spec.pop("models"))]
+            spec.pop("server_id", None), spec.pop("models", None)
+            self.members.append(EmulatorProcess(args=args, **spec))
+
+    def __getitem__(self, i: int) -> EmulatorProcess:
+        return self.members[i]
+
+    def __len__(self) -> int:
+        return len(self.members)
 
     @property
-    def lines(self) -> list[bytes]:
-        """The NDJSON lines of the body (without their newlines); a last partial line is kept."""
-        parts = self.body.split(b"\n")
-        return parts[:-1] + ([parts[-1]] if parts[-1] else [])
+    def urls(self) -> list[str]:
+        """The members' URLs, in order (as a comma-separated ``ollama_url`` would list them)."""
+        return [m.url for m in self.members]
 
-    def json_lines(self) -> list[dict]:
-        """Every line decoded as JSON (fails on a malformed one)."""
-        return [json.loads(line) for line in self.lines]
+    def __enter__(self) -> "EmulatorFleet":
+        try:
+            for m in self.members:
+                m.__enter__()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
 
-
-def _parse_response(data: bytes):
-    head, sep, rest = data.partition(b"\r\n\r\n")
-    if not sep:
-        return None, [], [], False, b""
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
-    hdr = {k.lower(): v for k, v in headers}
-    if "content-length" in hdr:
-        length = int(hdr["content-length"])
-        return status, headers, [rest[:length]], len(rest) >= length, rest[:length]
-    if "chunked" not in hdr.get("transfer-encoding", ""):
-        return status, headers, [rest], False, rest
-    chunks, pos = [], 0
-    while True:
-        eol = rest.find(b"\r\n", pos)
-        if eol < 0:
-            return status, headers, chunks, False, b"".join(chunks)
-        size = int(rest[pos:eol], 16)
-        if size == 0:
-            done = rest.find(b"\r\n", eol + 2) >= 0
-            return status, headers, chunks, done, b"".join(chunks)
-        if len(rest) < eol + 2 + size + 2:
-            chunks.append(rest[eol + 2:eol + 2 + size])           # partial chunk (cut mid-chunk)
-            return status, headers, chunks, False, b"".join(chunks)
-        chunks.append(rest[eol + 2:eol + 2 + size])
-        pos = eol + 2 + size + 2
-
-
-def raw_request(url: str, path: str = "/api/chat", body=None, method: str = "POST",
-                headers: dict | None = None, timeout: float = 10.0, close_after: float | None = None,
-                on_read=None) -> RawExchange:
-    """Send one request on a fresh TCP connection and record every ``recv`` until the response is
-    complete, the server closes, or ``timeout`` passes. ``close_after`` (seconds after the first
-    byte) or ``on_read(exchange_so_far) -> True`` closes the connection early, like a client leaving.
-    """
-    import socket
-
-    parsed = urllib.parse.urlsplit(url)
-    payload = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    head = ["%s %s HTTP/1.1" % (method, path), "Host: %s" % parsed.netloc, "User-Agent: ollama-emulator-test"]
-    if payload is not None:
-        head += ["Content-Type: application/json", "Content-Length: %d" % len(payload)]
-    head += ["%s: %s" % kv for kv in (headers or {}).items()]
-    sock = socket.create_connection((parsed.hostname, parsed.port), timeout=timeout)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    reads, eof, t0 = [], False, time.monotonic()
-    try:
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (payload or b""))
-        deadline = t0 + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if close_after is not None and reads:
-                left = min(left, reads[0][0] + close_after - (time.monotonic() - t0))
-            if left <= 0:
-                break
-            sock.settimeout(left)
-            try:
-                data = sock.recv(1 << 20)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                eof = True
-                break
-            if not data:
-                eof = True
-                break
-            reads.append((time.monotonic() - t0, data))
-            ex = RawExchange(reads, False)
-            leave = on_read(ex) if on_read is not None else False
-            if ex.complete or leave:
-                break
-    finally:
-        sock.close()
-    return RawExchange(reads, eof)
+    def __exit__(self, *exc) -> None:
+        for m in self.members:
+            m.__exit__()

@@ -19,9 +19,12 @@ import json
 import re
 import time
 
+from . import vision
+
 __all__ = [
     "go_json", "go_bytes", "decode_piece", "rfc3339", "message", "chat_response", "metrics", "error_body",
-    "model_details", "canonical_name", "qualified_name", "sorted_map", "ChunkEncoder", "decode_body", "DecodeError", "parse_keep_alive", "check_options",
+    "model_details", "canonical_name", "qualified_name", "sorted_map", "ChunkEncoder", "decode_body", "DecodeError",
+    "parse_keep_alive", "check_options", "parse_json", "type_error", "json_kind",
 ]
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -176,7 +179,8 @@ _FIELD_TYPES = {
 _STRUCT = {"/api/chat": "ChatRequest", "/api/show": "ShowRequest", "/api/pull": "PullRequest"}
 
 
-def _json_kind(value) -> str:
+def json_kind(value) -> str:
+    """The JSON kind Go names in type errors: bool, number, string, array, object, null."""
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -215,23 +219,33 @@ def _go_syntax_error(body: str, err: json.JSONDecodeError) -> str:
     return "invalid character '%s' %s" % (shown, where)
 
 
-def decode_body(raw: bytes, path: str) -> dict:
-    """Decode a request body like gin's ``ShouldBindJSON`` into a ``DecodeError`` with Go's text."""
+def parse_json(raw: bytes, empty: str = "missing request body"):
+    """A JSON body, or ``DecodeError`` with Go's text (``empty`` for a blank body: Go's ``EOF``)."""
     text = raw.decode("utf-8", "replace")
     if not text.strip():
-        raise DecodeError("missing request body")
+        raise DecodeError(empty)
     try:
-        body = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise DecodeError(_go_syntax_error(text, err)) from None
+
+
+def type_error(value, where: str, go_type: str) -> "DecodeError":
+    """Go's ``UnmarshalTypeError`` text (Go >= 1.24: top-level struct, full field path)."""
+    return DecodeError("json: cannot unmarshal %s into Go struct field %s of type %s" % (json_kind(value), where, go_type))
+
+
+def decode_body(raw: bytes, path: str) -> dict:
+    """Decode a request body like gin's ``ShouldBindJSON`` into a ``DecodeError`` with Go's text."""
+    body = parse_json(raw)
     struct = _STRUCT.get(path, "Request")
     if not isinstance(body, dict):
-        raise DecodeError("json: cannot unmarshal %s into Go value of type api.%s" % (_json_kind(body), struct))
+        raise DecodeError("json: cannot unmarshal %s into Go value of type api.%s" % (json_kind(body), struct))
     for key, value in body.items():
         spec = _FIELD_TYPES.get(key)
         if spec and value is not None and not isinstance(value, spec[1]):
             raise DecodeError("json: cannot unmarshal %s into Go struct field %s.%s of type %s"
-                              % (_json_kind(value), struct, key, spec[0]))
+                              % (json_kind(value), struct, key, spec[0]))
     _check_items(body, struct)
     think = body.get("think")
     if think is not None and not isinstance(think, bool) and think not in ("high", "medium", "low"):
@@ -250,14 +264,20 @@ def _check_items(body: dict, struct: str) -> None:
         for item in body.get(field) or []:
             if not isinstance(item, dict):
                 raise DecodeError("json: cannot unmarshal %s into Go struct field %s.%s of type %s"
-                                  % (_json_kind(item), struct, field, item_type))
+                                  % (json_kind(item), struct, field, item_type))
             if field != "messages":
                 continue
             for key, go_type in _MESSAGE_FIELDS.items():
                 value = item.get(key)
                 if value is not None and not isinstance(value, list if go_type.startswith("[]") else str):
                     raise DecodeError("json: cannot unmarshal %s into Go struct field %s.messages.%s of type %s"
-                                      % (_json_kind(value), struct, key, go_type))
+                                      % (json_kind(value), struct, key, go_type))
+            for image in item.get("images") or []:
+                if image is not None and not isinstance(image, str):
+                    raise type_error(image, struct + ".messages.images", "api.ImageData")
+                bad = image and vision.go_base64_error(image)
+                if bad:
+                    raise DecodeError(bad)
 
 
 _DURATION_RE = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)")
@@ -275,7 +295,7 @@ def parse_keep_alive(value) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise DecodeError("json: cannot unmarshal %s into Go struct field ChatRequest.keep_alive of type "
-                          "api.Duration" % _json_kind(value))
+                          "api.Duration" % json_kind(value))
     if not isinstance(value, str):
         return FOREVER_NS if value < 0 else int(value * 1_000_000_000)
     text, sign = value, 1

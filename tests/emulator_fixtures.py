@@ -25,3 +25,8 @@ def fresh(emu):
 def chat(emu, body, **kw):
     """POST /api/chat over a raw socket (see `ollama_server.testing.raw_request`)."""
     return raw_request(emu.url, "/api/chat", body, **kw)
+
+
+def openai_chat(emu, body, **kw):
+    """POST /v1/chat/completions over a raw socket (``.sse()`` decodes the events)."""
+    return raw_request(emu.url, "/v1/chat/completions", body, **kw)
