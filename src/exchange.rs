@@ -79,7 +79,7 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         total_time_s: since(Instant::now()),
         chunk_count: progress.seq,
         server: config.ollama_url.clone(),
-        speech: String::new(), // TODO(speech): the joined speakable sentences
+        speech: progress.text.clone(), // TODO(speech): the joined speakable sentences
     };
     ExchangeOutcome { response, turn }
 }
