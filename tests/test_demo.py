@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import wait_until
+from harness import fresh_namespace, wait_until
 from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,16 +75,66 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started():
     wait_until(lambda: processes_marked(mark) == [], 15, "every process of the demo to exit")
 
 
+def cargo_target_dir() -> Path:
+    """The cargo target folder of the node binary under test (a no-op `cargo build` there)."""
+    if os.environ.get("OB_NODE_BINARY"):
+        return Path(os.environ["OB_NODE_BINARY"]).resolve().parents[1]
+    return Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+
+
+@pytest.fixture(scope="module")
+def colcon_prefix(tmp_path_factory) -> Path:
+    """The package built and installed by its CMakeLists.txt alone, the steps `colcon build` runs
+    (cmake configure, build, install) into a fresh prefix, with no help from scripts/."""
+    root = tmp_path_factory.mktemp("colcon")
+    prefix = root / "install"
+    env = dict(os.environ, CARGO_TARGET_DIR=str(cargo_target_dir()))
+    for step in (["cmake", "-S", REPO, "-B", root / "build", f"-DCMAKE_INSTALL_PREFIX={prefix}",
+                  f"-DPython3_EXECUTABLE={sys.executable}", f"-DOLLAMA_BRIDGE_PYTHON={sys.executable}"],
+                 ["cmake", "--build", root / "build"], ["cmake", "--install", root / "build"]):
+        done = subprocess.run(list(map(str, step)), env=env, capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, f"{step}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return prefix
+
+
+def launch_env(prefix: Path) -> dict:
+    """The environment of a shell that sourced `prefix` (first on the ament path) and nothing of
+    this checkout: the repository is not on PYTHONPATH."""
+    env = dict(os.environ)
+    env["AMENT_PREFIX_PATH"] = f"{prefix}:{env['AMENT_PREFIX_PATH']}"
+    env["PYTHONPATH"] = ":".join(p for p in env.get("PYTHONPATH", "").split(":")
+                                 if p and Path(p).resolve() != REPO)
+    return env
+
+
+def test_colcon_install_holds_what_the_launch_files_start(colcon_prefix):
+    lib, share = colcon_prefix / "lib/ollama_bridge", colcon_prefix / "share/ollama_bridge"
+    assert os.access(lib / "ollama_bridge", os.X_OK) and os.access(lib / "ollama_server", os.X_OK)
+    assert (lib / "python/ollama_server/__main__.py").is_file()
+    assert {p.name for p in (share / "launch").iterdir()} == {p.name for p in (REPO / "launch").iterdir()}
+    assert (share / "config/params.yaml").is_file() and (share / "package.xml").is_file()
+    assert (colcon_prefix / "share/ament_index/resource_index/packages/ollama_bridge").is_file()
+    # the installed server runs from anywhere, without this checkout on PYTHONPATH
+    done = subprocess.run([lib / "ollama_server", "--help"], env=launch_env(colcon_prefix), cwd="/",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--backend" in done.stdout, done.stderr
+
+
 @needs_model
 @pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
-def test_demo_launch_file_serves_the_tiny_model_to_the_bridge(ros, logs_dir):
-    """`ros2 launch ollama_bridge demo.launch.xml`: the model server and the bridge, then SIGINT."""
-    port = free_port()
+def test_demo_launch_file_serves_the_tiny_model_to_the_bridge(ros, logs_dir, colcon_prefix):
+    """`ros2 launch ollama_bridge demo.launch.xml` from the colcon-built package: the model server
+    and the bridge, then SIGINT."""
+    port, ns = free_port(), fresh_namespace("demo")
+    env = launch_env(colcon_prefix)
+    prefix = subprocess.run(["ros2", "pkg", "prefix", "ollama_bridge"], env=env, capture_output=True, text=True)
+    assert prefix.stdout.strip() == str(colcon_prefix), prefix
     log_path = logs_dir / "demo_launch.log"
     with open(log_path, "w") as log:
-        launch = subprocess.Popen(["ros2", "launch", "ollama_bridge", "demo.launch.xml", f"port:={port}"],
+        launch = subprocess.Popen(["ros2", "launch", "ollama_bridge", "demo.launch.xml", f"port:={port}",
+                                   f"namespace:={ns[1:]}"], env=env, cwd="/",
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ep = ros.endpoints("/demo")
+    ep = ros.endpoints(ns)
     try:
         ep.wait_ready(60)
         ep.say("Hello! Who are you?")

@@ -10,8 +10,9 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
-from harness import wait_until
+from harness import fresh_namespace, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
 
@@ -91,13 +92,28 @@ def test_interface_show():
         assert field in out
 
 
+class Launch:
+    """`ros2 launch ollama_bridge LAUNCH_FILE ARGS` in its own process group, logging to a file;
+    `stop()` sends SIGINT (Ctrl-C) and checks that every process finished cleanly."""
+
+    def __init__(self, logs_dir, args: str, launch_file: str = "ollama_bridge.launch.xml", env=None):
+        self.log_path = logs_dir / f"launch_{time.monotonic_ns()}.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(shlex.split(f"ros2 launch ollama_bridge {launch_file} {args}"),
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+    def stop(self, processes: int = 1) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(30)
+        text = self.log_path.read_text()
+        assert code == 0, text
+        assert text.count("process has finished cleanly") == processes, text
+        assert "panicked" not in text
+        return text
+
+
 def test_launch_with_namespace_and_remap_then_sigint_stops_everything(ros, emu, logs_dir):
-    log_path = logs_dir / "launch.log"
-    with open(log_path, "w") as log:
-        launch = subprocess.Popen(
-            shlex.split(f"ros2 launch ollama_bridge ollama_bridge.launch.xml namespace:=robot1 "
-                        f"speech_topic:=/asr/text ollama_url:={emu.url} model:=llama3.2"),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    launch = Launch(logs_dir, f"namespace:=robot1 speech_topic:=/asr/text ollama_url:={emu.url} model:=llama3.2")
     ep = ros.endpoints("/robot1")
     asr = ros.node.create_publisher(type(ep.speech_pub.msg_type()), "/asr/text", 10)
     try:
@@ -108,14 +124,36 @@ def test_launch_with_namespace_and_remap_then_sigint_stops_everything(ros, emu, 
         assert final.prompt == "hello from the ASR" and final.done_reason == "stop"
         assert ep.texts.wait_count(1, 10, "response_text")[0].data == final.text
     finally:
-        launch.send_signal(signal.SIGINT)
-        code = launch.wait(15)
         ros.node.destroy_publisher(asr)
         ep.destroy()
-    text = log_path.read_text()
-    assert code == 0, text
-    assert "process has finished cleanly" in text, text
-    assert "panicked" not in text
+        launch.stop()
+
+
+@pytest.mark.parametrize("given", ["none", "model", "ollama_url", "both"])
+def test_launch_arguments_override_the_params_file_only_when_given(ros, emu, logs_dir, tmp_path, given):
+    """params_file's model and ollama_url hold unless `model:=` / `ollama_url:=` are given."""
+    host, port = emu.url.rsplit(":", 1)
+    file_url, arg_url = emu.url, f"http://localhost:{port}"      # the same emulator, named two ways
+    params = tmp_path / "robot.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "model": "qwen3:0.6b", "ollama_url": file_url, "system_prompt": "From the file."}}}))
+    args = {"model": "model:=smollm2:135m", "ollama_url": f"ollama_url:={arg_url}"}
+    chosen = [a for k, a in args.items() if given in (k, "both")]
+    ns = fresh_namespace("launch")
+    launch = Launch(logs_dir, f"namespace:={ns[1:]} params_file:={params} " + " ".join(chosen))
+    ep = ros.endpoints(ns)
+    try:
+        ep.wait_ready(30)
+        expected_model = "smollm2:135m" if given in ("model", "both") else "qwen3:0.6b"
+        expected_url = arg_url if given in ("ollama_url", "both") else file_url
+        assert ep.get_params("model", "ollama_url", "system_prompt") == [expected_model, expected_url,
+                                                                          "From the file."]
+        ep.say("which model?")
+        final = ep.wait_finals(1)[0]
+        assert (final.done_reason, final.model) == ("stop", expected_model), final.error
+    finally:
+        ep.destroy()
+        launch.stop()
 
 
 def answer_once_then_stop(ros, proc: subprocess.Popen, namespace: str, stop) -> str:
