@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from harness import fresh_namespace, wait_until
 from ollama_bridge_eval.bag_input import read_utterances
 from ollama_bridge_eval.msgtypes import STRING, UTTERANCE, typestore
+from ollama_bridge_eval.recorder import OFFERED_QOS
 
 REPO = Path(__file__).resolve().parents[1]
 STORE = typestore()
@@ -35,7 +38,7 @@ def speech(text):
 
 
 def utterance(session, text):
-    return STORE.types[UTTERANCE](session_id=session, text=text)
+    return STORE.types[UTTERANCE](session_id=session, text=text, attach_image=False)
 
 
 def log_line(text):
@@ -43,15 +46,20 @@ def log_line(text):
     return STORE.types[LOG](stamp=time, level=20, name="asr", msg=text, file="", function="", line=0)
 
 
-def write_bag(path: Path, items, storage="sqlite3", version=9) -> Path:
-    """Writes (topic, type, seconds, message) items as a rosbag2 folder; versions below 8 are made
-    by stripping what later versions added from metadata.yaml (as older `ros2 bag record` wrote it)."""
+def write_bag(path: Path, items, storage="sqlite3", version=9, compression=None) -> Path:
+    """Writes (topic, type, seconds, message) items as a rosbag2 folder, each topic with the QoS
+    `ros2 bag record` saves; versions below 8 are made by stripping what later versions added from
+    metadata.yaml (as older `ros2 bag record` wrote it). `compression`: "file" or "message" (zstd)."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    with Writer(path, version=9 if version == 9 else 8, storage_plugin=plugin) as writer:
+    writer = Writer(path, version=9 if version == 9 else 8, storage_plugin=plugin)
+    if compression:
+        writer.set_compression(CompressionMode[compression.upper()], CompressionFormat.ZSTD)
+    with writer:
         connections = {}
         for topic, msgtype, seconds, msg in items:
             if topic not in connections:
-                connections[topic] = writer.add_connection(topic, msgtype, typestore=STORE)
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=STORE,
+                                                           offered_qos_profiles=[OFFERED_QOS])
             writer.write(connections[topic], T0 + int(seconds * 1e9), STORE.serialize_cdr(msg, msgtype))
     if version < 8:
         meta_path = path / "metadata.yaml"
@@ -70,14 +78,14 @@ def write_bag(path: Path, items, storage="sqlite3", version=9) -> Path:
     return path
 
 
-def speech_bag(path, prompts, storage="sqlite3", version=9, spacing=0.5):
+def speech_bag(path, prompts, storage="sqlite3", version=9, spacing=0.5, compression=None):
     """/asr/text with `prompts`, interleaved with /rosout and an unrelated String topic."""
     items = []
     for n, text in enumerate(prompts):
         items += [("/rosout", LOG, n * spacing, log_line(f"heard {n}")),
                   ("/asr/text", STRING, n * spacing + 0.01, speech(text)),
                   ("/chatter", STRING, n * spacing + 0.02, speech(f"not for the bridge {n}"))]
-    return write_bag(path, items, storage, version)
+    return write_bag(path, items, storage, version, compression)
 
 
 def run_eval(*args, timeout=120):
@@ -116,11 +124,93 @@ def test_bags_of_both_storages_and_metadata_versions_4_to_9_are_read(tmp_path, s
                                                                         "speech_text")
 
 
+@pytest.mark.parametrize("storage,compression", [("sqlite3", "file"), ("mcap", "file"), ("sqlite3", "message")])
+def test_compressed_bags_are_read(tmp_path, storage, compression):
+    bag = speech_bag(tmp_path / "bag", ["one", "two"], storage, compression=compression)
+    assert [u.text for u in read_utterances(bag, "/asr/text").utterances] == ["one", "two"]
+
+
+HUMBLE_QOS = """- history: 3
+  depth: 0
+  reliability: 1
+  durability: 2
+  deadline:
+    sec: 2147483647
+    nsec: 4294967295
+  lifespan:
+    sec: 2147483647
+    nsec: 4294967295
+  liveliness: 1
+  liveliness_lease_duration:
+    sec: 2147483647
+    nsec: 4294967295
+  avoid_ros_namespace_conventions: false
+"""
+
+
+def _each_topic(field, value):
+    def edit(info):
+        for t in info["topics_with_message_count"]:
+            t["topic_metadata"][field] = value
+    return edit
+
+
+def _stale_counts(info):
+    info["message_count"] = 0
+    for t in info["topics_with_message_count"]:
+        t["message_count"] = 0
+    for f in info.get("files", []):
+        f["message_count"] = 0
+
+
+def _only_other_topics(info):
+    info["topics_with_message_count"] = [t for t in info["topics_with_message_count"]
+                                         if t["topic_metadata"]["name"] != "/asr/text"]
+
+
+#: ways a metadata.yaml disagrees with its storage file (another rosbag2 release, reindexed, edited)
+DISAGREEING_METADATA = {
+    "QoS string of another release": _each_topic("offered_qos_profiles", HUMBLE_QOS),
+    "QoS that does not parse": _each_topic("offered_qos_profiles", "{history: [keep_last"),
+    "topics in another order": lambda info: info["topics_with_message_count"].reverse(),
+    "other type hashes": _each_topic("type_description_hash", "RIHS01_" + "0" * 64),
+    "no type hashes (older release)": _each_topic("type_description_hash", ""),
+    "stale message counts": _stale_counts,
+    "topic not listed": _only_other_topics,
+}
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+@pytest.mark.parametrize("case", DISAGREEING_METADATA)
+def test_bags_are_read_from_their_storage_file_whatever_metadata_yaml_says(tmp_path, storage, case):
+    """Like rosbag2's player: metadata.yaml names the files, the files hold the topics and messages."""
+    bag = speech_bag(tmp_path / "bag", ["one", "two", "three"], storage)
+    meta_path = bag / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    DISAGREEING_METADATA[case](meta["rosbag2_bagfile_information"])
+    meta_path.write_text(yaml.safe_dump(meta))
+    read = read_utterances(bag, "/asr/text")
+    assert [u.text for u in read.utterances] == ["one", "two", "three"]
+    assert (read.msgtype, read.storage, read.metadata_version) == (STRING, storage, 9)
+
+
+@pytest.mark.parametrize("storage", [StoragePlugin.SQLITE3, StoragePlugin.MCAP])
+def test_utterance_bags_recorded_before_attach_image_are_decoded_with_their_own_definition(tmp_path, storage):
+    old = get_typestore(Stores.ROS2_JAZZY)
+    old.register(get_types_from_msg("string session_id\nstring text\n", UTTERANCE))
+    with Writer(tmp_path / "bag", version=9, storage_plugin=storage) as writer:
+        conn = writer.add_connection("/asr/utterance", UTTERANCE, typestore=old)
+        for n, (session, text) in enumerate([("ada", "hello"), ("bob", "hi there")]):
+            writer.write(conn, T0 + n, old.serialize_cdr(old.types[UTTERANCE](session_id=session, text=text), UTTERANCE))
+    read = read_utterances(tmp_path / "bag", "/asr/utterance")
+    assert [(u.session_id, u.text) for u in read.utterances] == [("ada", "hello"), ("bob", "hi there")]
+
+
 # ------------------------------------------------------------------------------ turn mode
 def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_emulator_sent(
         start_bridge, emu, tmp_path):
     node, ep = start_bridge(options_json='{"num_ctx": 2048}')
-    ep.say("said before the replay")                     # history the --reset must clear
+    ep.say("said before the replay")                     # the robot's own conversation: not the replay's
     ep.wait_finals(1)
     emu.clear_requests()
     prompts = ["hello robot", "what is your name?", "   ", "thank you"]
@@ -138,10 +228,12 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     rows = report["utterances"]
     assert [(r["index"], r["prompt"], r["status"]) for r in rows] == [
         (0, "hello robot", "ok"), (1, "what is your name?", "ok"), (2, "   ", "skipped"), (3, "thank you", "ok")]
+    assert {(r["session_id"], r["bridge_session"]) for r in rows if r["status"] == "ok"} == {("default", "eval/default")}
+    assert report["bridge"]["reset_sessions"] == ["eval/default"] and report["bridge"]["input_topic"] == f"{ep.ns}/utterance"
     ok = [r for r in rows if r["status"] == "ok"]
     assert [r["answer"] for r in ok] == [reply(p, n + 1) for n, p in enumerate(played)]
     for r, req in zip(ok, logged):
-        assert r["eval_count"] == req["outcome"]["eval_count"] == r["chunks"] > 1
+        assert r["eval_count"] == req["outcome"]["eval_count"] == r["chunks"] == r["chunk_count"] > 1
         assert r["prompt_eval_count"] == req["outcome"]["prompt_eval_count"]
         assert (r["done_reason"], r["error"], r["model"]) == ("stop", "", "llama3.2")
         assert r["tokens_per_s"] == pytest.approx(r["eval_count"] / (r["eval_duration_ns"] / 1e9))
@@ -168,10 +260,10 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     topics, connections = read_bag(tmp_path / "run/bag")
     ns = ep.ns
     assert {c.topic: c.msgtype for c in connections} == {
-        f"{ns}/speech_text": STRING, f"{ns}/response_partial": "ollama_bridge_msgs/msg/ResponseChunk",
+        f"{ns}/utterance": UTTERANCE, f"{ns}/response_partial": "ollama_bridge_msgs/msg/ResponseChunk",
         f"{ns}/response_final": "ollama_bridge_msgs/msg/Response", f"{ns}/response_text": STRING}
     assert all(c.msgdef.data and c.digest.startswith("RIHS01_") for c in connections)
-    assert [m.data for _, m in topics[f"{ns}/speech_text"]] == played
+    assert [(m.session_id, m.text) for _, m in topics[f"{ns}/utterance"]] == [("eval/default", p) for p in played]
     finals = [m for _, m in topics[f"{ns}/response_final"]]
     assert [(f.prompt, f.text) for f in finals] == [(r["prompt"], r["answer"]) for r in ok]
     for f in finals:
@@ -181,6 +273,11 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     assert [m.data for _, m in topics[f"{ns}/response_text"]] == [r["answer"] for r in ok]
     stamps = [t for _, t_msgs in topics.items() for t, _ in t_msgs]
     assert min(stamps) >= T0, "receive times, not bag times"
+    # the robot's own conversation went on as if no replay had happened
+    ep.say("and now?")
+    ep.wait_finals(2)
+    assert [m["content"] for m in emu.chat_bodies()[-1]["messages"] if m["role"] == "user"] == [
+        "said before the replay", "and now?"]
     node.assert_healthy()
 
 
@@ -196,9 +293,10 @@ def test_realtime_mode_keeps_the_bag_timing_scaled_by_rate(start_bridge, emu, tm
     bag = write_bag(tmp_path / "in", items, "mcap", version=8)
     out = tmp_path / "run"
     result = run_eval(next(bag.glob("*.mcap")), "--topic", "/asr/utterance", "--namespace", ep.ns, "--mode",
-                      "realtime", "--rate", 2, "--out", out, "--timeout", 20)
+                      "realtime", "--rate", 2, "--out", out, "--timeout", 20, "--session-prefix", "replay:")
     assert result.returncode == 0, result.stderr
     rows = json.loads((out / "report.json").read_text())["utterances"]
+    assert [r["bridge_session"] for r in rows] == ["replay:alice", "replay:bob", "replay:alice"]
     assert [(r["session_id"], r["prompt"], r["answer"]) for r in rows] == [
         ("alice", "a1", "a1 is turn 1 of a rather slow answer"), ("bob", "b1", "b1 is turn 1 of a rather slow answer"),
         ("alice", "a2", "a2 is turn 2 of a rather slow answer")]
@@ -209,7 +307,7 @@ def test_realtime_mode_keeps_the_bag_timing_scaled_by_rate(start_bridge, emu, tm
     assert [b["messages"][-1]["content"] for b in emu.chat_bodies()] == ["a1", "b1", "a2"]
     topics, _ = read_bag(out / "bag")
     assert [(m.session_id, m.text) for _, m in topics[f"{ep.ns}/utterance"]] == [
-        ("alice", "a1"), ("bob", "b1"), ("alice", "a2")]
+        ("replay:alice", "a1"), ("replay:bob", "b1"), ("replay:alice", "a2")]
     assert len(topics[f"{ep.ns}/response_final"]) == 3
 
 
