@@ -23,7 +23,7 @@ from .graph import ROLES, parse_remaps
 from .msgtypes import normalize_namespace
 from .record import record
 from .run import Replay, Settings, check_out, default_out, log
-from .sessions import DEFAULT_PREFIX
+from .sessions import DEFAULT_PREFIX, Sessions
 
 EXIT_OK, EXIT_EXPECT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,6 +54,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--remap", action="append", default=[], metavar="ROLE:=TOPIC",
                    help="the bridge's topic or service for ROLE when the ROS graph cannot tell "
                    f"(ROLE: {', '.join(ROLES)}); repeatable")
+    p.add_argument("--input", choices=("utterance", "speech_text"),
+                   help="the bridge input to play into: utterance (default when the bridge has one: the replay's "
+                   "own sessions) or speech_text (the bridge's 'default' session, shared with a live speech "
+                   "recogniser)")
     p.add_argument("--session-prefix", default=DEFAULT_PREFIX,
                    help="the replay's own sessions are PREFIX + the bag's session (default: %(default)s)")
     p.add_argument("--mode", choices=("turn", "realtime"), default="turn",
@@ -112,7 +116,8 @@ def _replay(args) -> int:
     check_out(out)
     settings = Settings(None if args.namespace is None else normalize_namespace(args.namespace), args.node,
                         args.mode, args.rate, args.seed, args.model, args.reset, args.timeout,
-                        parse_remaps(args.remap), args.session_prefix)
+                        parse_remaps(args.remap), args.session_prefix, args.input)
+    Sessions(args.session_prefix)                      # a bad prefix is bad input, said before connecting
     outcome = Replay(bag, settings, out, expectations).run()
     print("\n".join(_summary_lines(outcome.report, outcome.folder)))
     if outcome.aborted == "interrupted":

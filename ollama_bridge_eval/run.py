@@ -37,6 +37,7 @@ class Settings:
     timeout: float = 60.0
     remaps: dict = field(default_factory=dict)
     session_prefix: str = DEFAULT_PREFIX
+    input: str | None = None               # "utterance" / "speech_text"; None: utterance when there is one
 
 
 @dataclass
@@ -123,10 +124,12 @@ class Replay:
         log(f"looking for node {s.node} " + (f"under '{s.namespace or '/'}'" if s.namespace is not None else
                                               "in the ROS graph") + f" (up to {s.timeout:g}s)")
         endpoints = link.locate(s.node, s.namespace, s.remaps, need_reset=s.reset is not False, timeout=s.timeout)
-        shared = not endpoints["utterance"]
+        shared = s.input == "speech_text" or not endpoints["utterance"]
+        if not endpoints["speech_text" if shared else "utterance"]:
+            raise EvalError(f"the bridge {endpoints.fqn} has no {'speech_text' if shared else 'utterance'} input")
         if shared and self.bag.msgtype == UTTERANCE and {u.session_id for u in self.bag.utterances} - {DEFAULT_SESSION}:
-            raise EvalError(f"the bridge has no utterance input (only {endpoints['speech_text']}), so the "
-                            "bag's sessions cannot be kept apart; give --remap utterance:=TOPIC")
+            raise EvalError(f"played into the speech input {endpoints['speech_text']}, every utterance is in "
+                            "session 'default': the bag's sessions cannot be kept apart")
         self.sessions = Sessions(s.session_prefix, shared=shared)
         link.attach(endpoints, "speech_text" if shared else "utterance")
         self.endpoints, self.input_topic, self.played_sessions = endpoints, link.input_topic, link.sessions
@@ -144,7 +147,7 @@ class Replay:
 
     def _reset_sessions(self, link: BridgeLink):
         if self.sessions.shared:
-            log("note: the bridge has no utterance input: the replay goes to its speech input, session "
+            log(f"note: the replay goes to the bridge's speech input {self.input_topic}, session "
                 f"'{DEFAULT_SESSION}' " + ("(reset first: --reset)" if self._resets() else
                                            "(not reset: the replay continues that conversation)"))
         if not self._resets():

@@ -7,9 +7,10 @@ live ``default`` session, other users' sessions, their history files). So each s
 the bridge's ``utterance`` input; before playing, exactly those sessions are reset (which also
 deletes their history files when the bridge has ``history_dir``).
 
-Only a bridge without an ``utterance`` input is played through its speech input, where every
-input belongs to the bridge's ``default`` session: then the replay shares that conversation and
-resets it only when ``--reset`` is given explicitly.
+Only a bridge without an ``utterance`` input (or ``--input speech_text``: to replay through the
+speech topic itself) is played through its speech input, where every input belongs to the bridge's
+``default`` session: then the replay shares that conversation (with a live speech recogniser, if
+one runs) and resets it only when ``--reset`` is given explicitly.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from harness import fresh_namespace, wait_until
+from helpers import ask, history_file_name, history_pairs
 from ollama_bridge_eval.bag_input import read_utterances
 from ollama_bridge_eval.msgtypes import STRING, UTTERANCE, typestore
 from ollama_bridge_eval.recorder import OFFERED_QOS
@@ -450,3 +451,84 @@ def test_no_bridge_answering_is_exit_2(tmp_path, good_bag):
     assert f"no ollama_bridge answering under namespace '{ns}' within 2s" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("eval: error: ")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------- its own sessions, the graph
+def user_turns(body):
+    return [m["content"] for m in body["messages"] if m["role"] == "user"]
+
+
+def test_replay_resets_only_its_own_sessions_and_leaves_other_conversations_and_files(start_bridge, emu, tmp_path):
+    history = tmp_path / "history"
+    _, ep = start_bridge(history_dir=str(history))
+    ask(ep, "I am the robot's owner")                       # session default (speech_text)
+    ask(ep, "alice was here", session="alice")
+    others = {p.name: p.read_bytes() for p in history.iterdir()}
+    assert set(others) == {history_file_name("default"), history_file_name("alice")}
+    bag = speech_bag(tmp_path / "in", ["first", "second"], "mcap")
+    for run in ("a", "b"):                                  # default --reset, twice
+        emu.clear_requests()
+        report, _ = replay(bag, ep.ns, tmp_path / run)
+        assert [user_turns(b) for b in emu.chat_bodies()] == [["first"], ["first", "second"]], \
+            f"run {run} started from an empty history"
+        assert [r["answer"] for r in report["utterances"]] == [reply("first", 1), reply("second", 2)]
+    assert {p.name: p.read_bytes() for p in history.iterdir() if p.name in others} == others, \
+        "other sessions' history files are untouched"
+    assert history_pairs(history, "eval/default") == [("first", reply("first", 1)), ("second", reply("second", 2))]
+    ask(ep, "still there?")
+    ask(ep, "and you?", session="alice")
+    assert [user_turns(b) for b in emu.chat_bodies()[-2:]] == [["I am the robot's owner", "still there?"],
+                                                               ["alice was here", "and you?"]]
+
+
+REMAPS = {"utterance": "/in/utterance", "speech_text": "/asr/text", "response_partial": "/out/partial",
+          "response_final": "/out/final", "response_text": "/tts/say", "reset": "/ctl/reset"}
+
+
+def test_replay_finds_a_remapped_bridge_in_the_graph_and_never_publishes_on_the_speech_topic(
+        ros, start_bridge, emu, tmp_path):
+    node_name = f"brain_{os.getpid()}"
+    args = ["-r", f"__node:={node_name}"] + [a for k, v in REMAPS.items() for a in ("-r", f"{k}:={v}")]
+    _, ep = start_bridge(extra_args=args, expect_ready=False)
+    heard = []
+    asr = ros.node.create_subscription(type(ep.speech_pub.msg_type()), "/asr/text", heard.append, 10)
+    bag = speech_bag(tmp_path / "in", ["hello", "again"], "sqlite3")
+    try:
+        # found by node name alone (no --namespace); then by explicit names, with no node to find
+        explicit = [a for k, v in REMAPS.items() for a in ("--remap", f"{k}:={v}")]
+        runs = {"graph": ["--node", node_name], "explicit": ["--node", "nobody", "--namespace", ep.ns, *explicit]}
+        for run, extra in runs.items():
+            out = tmp_path / run
+            result = run_eval(bag, "--topic", "/asr/text", "--out", out, "--timeout", 20, *extra)
+            assert result.returncode == 0, result.stderr
+            report = json.loads((out / "report.json").read_text())
+            assert [r["answer"] for r in report["utterances"]] == [reply("hello", 1), reply("again", 2)], run
+            assert report["bridge"]["input_topic"] == "/in/utterance"
+            topics, _ = read_bag(out / "bag")
+            assert set(topics) == {"/in/utterance", "/out/partial", "/out/final", "/tts/say"}
+        assert report["bridge"]["topics"] == REMAPS
+    finally:
+        ros.node.destroy_subscription(asr)
+    assert heard == [], "the replay never speaks on the ASR topic (other nodes listen there)"
+
+
+def test_replay_through_the_speech_input_shares_session_default_and_resets_it_only_when_asked(
+        ros, start_bridge, emu, tmp_path):
+    _, ep = start_bridge(extra_args=["-r", "speech_text:=/asr/text"], expect_ready=False)
+    bag = speech_bag(tmp_path / "in", ["first"], "mcap")
+    ep.settle()                                             # (its speech_text is elsewhere: no wait_ready)
+    ep.utter("default", "said live")                        # the robot's conversation, session default
+    ep.wait_finals(1)
+    emu.clear_requests()
+    result = run_eval(bag, "--topic", "/asr/text", "--namespace", ep.ns, "--input", "speech_text",
+                      "--out", tmp_path / "a", "--timeout", 20)
+    assert result.returncode == 0, result.stderr
+    assert "not reset: the replay continues that conversation" in result.stderr
+    assert [user_turns(b) for b in emu.chat_bodies()] == [["said live", "first"]]
+    report = json.loads((tmp_path / "a/report.json").read_text())
+    assert (report["bridge"]["input_topic"], report["utterances"][0]["bridge_session"]) == ("/asr/text", "default")
+    emu.clear_requests()
+    result = run_eval(bag, "--topic", "/asr/text", "--namespace", ep.ns, "--input", "speech_text", "--reset",
+                      "--out", tmp_path / "b", "--timeout", 20)
+    assert result.returncode == 0, result.stderr
+    assert [user_turns(b) for b in emu.chat_bodies()] == [["first"]]
