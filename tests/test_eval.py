@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rclpy.duration import Duration
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -22,6 +24,7 @@ from helpers import ask, history_file_name, history_pairs
 from ollama_bridge_eval.bag_input import read_utterances
 from ollama_bridge_eval.msgtypes import STRING, UTTERANCE, typestore
 from ollama_bridge_eval.recorder import OFFERED_QOS
+from std_msgs.msg import String
 
 REPO = Path(__file__).resolve().parents[1]
 STORE = typestore()
@@ -532,3 +535,62 @@ def test_replay_through_the_speech_input_shares_session_default_and_resets_it_on
                       "--out", tmp_path / "b", "--timeout", 20)
     assert result.returncode == 0, result.stderr
     assert [user_turns(b) for b in emu.chat_bodies()] == [["first"]]
+
+
+# ---------------------------------------------------------------------------------- --record
+def start_record(out, topic, *extra):
+    return subprocess.Popen([sys.executable, "-m", "ollama_bridge_eval", "--record", str(out), "--topic", topic,
+                             "--timeout", "20", *map(str, extra)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("reliability", [ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT])
+def test_record_writes_a_topic_into_an_mcap_bag_that_replays(ros, tmp_path, reliability):
+    """`scripts/eval --record OUT --topic T` where `ros2 bag` is not installed; best effort is what
+    many speech recognisers publish with (sensor-data QoS)."""
+    topic, out = f"/asr{os.getpid()}_{reliability.name.lower()}/text", tmp_path / "talk1"
+    pub = ros.node.create_publisher(String, topic, QoSProfile(depth=10, reliability=reliability))
+    proc = start_record(out, topic, "--count", 3)
+    try:
+        wait_until(lambda: pub.get_subscription_count() >= 1, 30, "the recorder to subscribe")
+        for text in ("hello robot", "what is my name?", "bye"):
+            pub.publish(String(data=text))
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        ros.node.destroy_publisher(pub)
+    assert proc.returncode == 0, stderr
+    assert f"recorded 3 message(s) of {topic} into {out}" in stderr
+    topics, connections = read_bag(out)
+    assert [m.data for _, m in topics[topic]] == ["hello robot", "what is my name?", "bye"]
+    [conn] = connections
+    assert (conn.msgtype, conn.msgdef.data, conn.digest.startswith("RIHS01_")) == (STRING, "string data\n", True)
+    assert [q.reliability.name for q in conn.ext.offered_qos_profiles] == [reliability.name]
+    assert [u.text for u in read_utterances(out, topic).utterances] == ["hello robot", "what is my name?", "bye"]
+
+
+def test_record_stops_on_ctrl_c_with_a_complete_bag(ros, tmp_path):
+    topic, out = f"/asr{os.getpid()}_int/text", tmp_path / "talk"
+    pub = ros.node.create_publisher(String, topic, 10)
+    proc = start_record(out, topic)
+    try:
+        wait_until(lambda: pub.get_subscription_count() >= 1, 30, "the recorder to subscribe")
+        sent = ["one", "two"]
+        for text in sent:
+            pub.publish(String(data=text))
+        assert pub.wait_for_all_acked(Duration(seconds=10))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        ros.node.destroy_publisher(pub)
+    assert proc.returncode == 0, stderr
+    topics, connections = read_bag(out)                      # metadata.yaml written, storage closed
+    assert [c.topic for c in connections] == [topic]
+    got = [m.data for _, m in topics.get(topic, [])]
+    assert got == sent[:len(got)], "whatever arrived before Ctrl-C, in order"
+
+
+def test_record_without_a_publisher_is_exit_2(tmp_path):
+    result = run_eval("--record", tmp_path / "x", "--topic", f"/nobody{os.getpid()}/speaks", "--timeout", 1)
+    assert result.returncode == 2 and "no publisher on" in result.stderr and not (tmp_path / "x").exists()

@@ -2,17 +2,22 @@
 developer uses them. README's usage section is copied from the commands in this file."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
+from std_msgs.msg import String
 
 from harness import fresh_namespace, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
 
@@ -154,6 +159,37 @@ def test_launch_arguments_override_the_params_file_only_when_given(ros, emu, log
     finally:
         ep.destroy()
         launch.stop()
+
+
+def test_readme_launch_line_then_record_and_replay_with_scripts_eval(ros, emu, logs_dir, tmp_path):
+    """README: the launch line (speech_topic:=/asr/text), then `scripts/eval --record` and the
+    replay line, which finds the remapped bridge and plays into sessions of its own."""
+    ns = fresh_namespace("robot")
+    launch = Launch(logs_dir, f"namespace:={ns[1:]} speech_topic:=/asr/text ollama_url:={emu.url} model:=llama3.2")
+    asr = ros.node.create_publisher(String, "/asr/text", 10)
+    talk = tmp_path / "talk1"
+    try:
+        record = subprocess.Popen([str(REPO / "scripts/eval"), "--record", str(talk), "--topic", "/asr/text",
+                                   "--count", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: asr.get_subscription_count() >= 2, 30, "the bridge and the recorder on /asr/text")
+        for text in ("my name is Ada", "what is my name?"):
+            asr.publish(String(data=text))
+        _, err = record.communicate(timeout=60)
+        assert record.returncode == 0, err
+        emu.wait_for_requests(2)                 # the robot heard them live, in its session 'default'
+        replay = subprocess.run([str(REPO / "scripts/eval"), str(talk), "--topic", "/asr/text", "--namespace", ns,
+                                 "--seed", "42", "--out", str(tmp_path / "out")],
+                                capture_output=True, text=True, timeout=120)
+        assert replay.returncode == 0, replay.stderr
+    finally:
+        ros.node.destroy_publisher(asr)
+        launch.stop()
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    assert report["bridge"]["input_topic"] == f"{ns}/utterance"
+    assert [(r["bridge_session"], r["answer"]) for r in report["utterances"]] == [
+        ("eval/default", 'You said: "my name is Ada". This is turn 1.'),
+        ("eval/default", 'You said: "what is my name?". This is turn 2.')]
+    assert [b.get("options") for b in emu.chat_bodies()[2:]] == [{"seed": 42, "temperature": 0}] * 2
 
 
 def answer_once_then_stop(ros, proc: subprocess.Popen, namespace: str, stop) -> str:
