@@ -21,7 +21,9 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from harness import fresh_namespace, wait_until
 from helpers import ask, history_file_name, history_pairs
+from ollama_bridge_eval import EvalError, graph
 from ollama_bridge_eval.bag_input import read_utterances
+from ollama_bridge_eval.sessions import Sessions
 from ollama_bridge_eval.msgtypes import STRING, UTTERANCE, typestore
 from ollama_bridge_eval.recorder import OFFERED_QOS
 from std_msgs.msg import String
@@ -432,6 +434,10 @@ BAD = {
     "broken metadata": (lambda tmp, bag: [broken_metadata(tmp, bag), "--topic", "/asr/text"], "cannot read bag"),
     "no such bag": (lambda tmp, bag: [tmp / "missing", "--topic", "/asr/text"], "does not exist"),
     "bad regex": (lambda tmp, bag: [bag, "--topic", "/asr/text", "--expect", tmp / "e.yaml"], "bad regex"),
+    "bad remap": (lambda tmp, bag: [bag, "--topic", "/asr/text", "--remap", "final:=/x"], "expected ROLE:=/absolute/name"),
+    "empty session prefix": (lambda tmp, bag: [bag, "--topic", "/asr/text", "--session-prefix", ""],
+                             "--session-prefix must not be empty"),
+    "record into an existing folder": (lambda tmp, bag: ["--record", bag, "--topic", "/asr/text"], "exists"),
 }
 
 
@@ -445,6 +451,21 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path, good_bag, case):
     assert result.stderr.startswith("eval: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_sessions_of_the_bag_map_to_valid_sessions_of_the_replay():
+    sessions = Sessions()
+    assert [sessions.own(s) for s in ("default", "alice")] == ["eval/default", "eval/alice"]
+    long = sessions.own("x" * 200)
+    assert long.startswith("eval/") and len(long) <= 128 and long == sessions.own("x" * 200) != sessions.own("y" * 200)
+    assert sessions.own("tab\there").isprintable()
+    assert Sessions(shared=True).own("alice") == "default"
+
+
+def test_a_role_the_graph_cannot_tell_apart_is_named_like_the_role_or_asked_for():
+    assert graph._pick("response_text", ["/a/tts", "/a/response_text"]) == "/a/response_text"
+    with pytest.raises(EvalError, match="--remap response_text:=TOPIC"):
+        graph._pick("response_text", ["/a/tts", "/b/say"])
 
 
 def test_no_bridge_answering_is_exit_2(tmp_path, good_bag):
