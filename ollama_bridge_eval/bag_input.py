@@ -54,11 +54,6 @@ class BagInput:
     metadata_version: int | None               # None for a bare storage file
     utterances: list[Utterance] = field(default_factory=list)
 
-    @property
-    def bridge_input(self) -> str:
-        """The bridge topic (relative) that takes these messages."""
-        return INPUT_TOPICS[self.msgtype]
-
 
 def resolve_bag_path(path: str | Path) -> Path:
     """The bag folder, or the single storage file, that ``path`` names."""
