@@ -17,7 +17,7 @@ UTTERANCE = "ollama_bridge_msgs/msg/Utterance"
 RESPONSE = "ollama_bridge_msgs/msg/Response"
 RESPONSE_CHUNK = "ollama_bridge_msgs/msg/ResponseChunk"
 
-#: bag input type -> the bridge's input topic (relative to its namespace)
+#: the bag types that can be played -> the bridge input (relative) that takes that type
 INPUT_TOPICS = {STRING: "speech_text", UTTERANCE: "utterance"}
 #: the bridge's output topics (relative) -> their types
 OUTPUT_TOPICS = {"response_partial": RESPONSE_CHUNK, "response_final": RESPONSE, "response_text": STRING}

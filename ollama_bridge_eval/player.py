@@ -5,9 +5,14 @@
 * realtime mode: utterances are sent at the bag's own spacing divided by ``rate`` (like
   ``ros2 bag play``), whether or not earlier answers are done; then every answer is awaited.
 
-A final Response belongs to the oldest sent, unanswered utterance with the same session and prompt
-(the bridge answers each session in order). Waiting for an answer ends when nothing at all came
-from the bridge for ``timeout`` seconds (a real model may stream for longer than that in total).
+Each utterance goes to the tool's own session for its bag session (see
+:mod:`~ollama_bridge_eval.sessions`). A final Response belongs to the oldest sent, unanswered
+utterance with the same (bridge) session and prompt (the bridge answers each session in order).
+Waiting for an answer ends when nothing at all came from the bridge for ``timeout`` seconds (a
+real model may stream for longer than that in total).
+
+DDS does not order two topics: partials can arrive after their final. An answer is recorded only
+once the final's ``chunk_count`` partials are here, or ``PIECES_GRACE_S`` after the final.
 """
 from __future__ import annotations
 
@@ -17,14 +22,18 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 from .bag_input import Utterance
+from .sessions import Sessions
 
 GONE = "the bridge went away during the replay"
+#: how long to wait, after a final, for its partials that are still travelling (seconds)
+PIECES_GRACE_S = 5.0
 
 
 @dataclass
 class Result:
     """What happened to one utterance."""
     utterance: Utterance
+    session_id: str = ""                   # the bridge session it was played into
     sent_wall_ns: int | None = None
     sent_mono: float | None = None
     final: object | None = None            # ollama_bridge_msgs/Response
@@ -56,12 +65,12 @@ class Tracker:
     def sent(self, result: Result):
         """Registers an input that was just published."""
         with self.cond:
-            self.pending[(result.utterance.session_id, result.utterance.text)].append(result)
+            self.pending[(result.session_id, result.utterance.text)].append(result)
 
     def forget(self, result: Result):
         """Stops waiting for ``result`` (a late final then counts as unmatched)."""
         with self.cond:
-            queue = self.pending.get((result.utterance.session_id, result.utterance.text))
+            queue = self.pending.get((result.session_id, result.utterance.text))
             if queue and result in queue:
                 queue.remove(result)
 
@@ -107,15 +116,30 @@ class Tracker:
                 self.cond.wait(min(left, 0.25))
             return True
 
+    def has_pieces(self, result: Result) -> bool:
+        """Whether every partial published for ``result``'s answer arrived (``Response.chunk_count``)."""
+        return not result.answered or self.chunk_count(result.final.request_id) >= result.final.chunk_count
+
+    def wait_pieces(self, results: list[Result], grace: float = PIECES_GRACE_S) -> bool:
+        """Until every answered result has all its partials (True), or ``grace`` passed (False)."""
+        deadline = time.monotonic() + grace
+        with self.cond:
+            while not all(self.has_pieces(r) for r in results):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.cond.wait(min(left, 0.25))
+            return True
+
     def wait_settled(self, results: list[Result], timeout: float) -> bool:
-        """Until the partials of every answer add up to its text and every spoken answer came on
+        """Until every answer has all its partials and every spoken answer came on
         ``response_text`` (they travel on other topics than the final, so may trail it)."""
         def settled():
             spoken = list(self.spoken)
             for r in results:
                 if not r.answered:
                     continue
-                if self.joined_partials(r.final.request_id) != r.final.text:
+                if not self.has_pieces(r):
                     return False
                 speakable = not r.final.error and r.final.done_reason != "cancelled" and r.final.text.strip()
                 if speakable:
@@ -137,8 +161,9 @@ class Player:
     """Sends utterances through a :class:`~ollama_bridge_eval.bridge.BridgeLink` in turn or
     realtime mode; ``stop`` (an Event) ends a run early, e.g. on Ctrl-C."""
 
-    def __init__(self, link, tracker: Tracker, timeout: float, log=print):
+    def __init__(self, link, tracker: Tracker, timeout: float, sessions: Sessions, log=print):
         self.link, self.tracker, self.timeout, self.log = link, tracker, timeout, log
+        self.sessions = sessions
         self.stop = threading.Event()
         self.aborted = ""
         self.results: list[Result] = []          # of the current run, also when it is interrupted
@@ -154,8 +179,9 @@ class Player:
 
     def _send(self, result: Result):
         u = result.utterance
+        result.session_id = self.sessions.own(u.session_id)
         self.tracker.sent(result)
-        result.sent_wall_ns, result.sent_mono = self.link.publish(u.session_id, u.text)
+        result.sent_wall_ns, result.sent_mono = self.link.publish(result.session_id, u.text)
 
     def _skip_empty(self, results: list[Result]) -> list[Result]:
         """The bridge ignores blank inputs without answering: they are not played."""
@@ -190,6 +216,7 @@ class Player:
             self._send(result)
             if not self.tracker.wait_answers([result], self.timeout, self.stop):
                 self._give_up([result])
+            self._await_pieces([result])
             self.log(f"[{n + 1}/{len(playable)}] {self._describe(result)}")
         return results
 
@@ -209,9 +236,18 @@ class Player:
         sent = [r for r in playable if r.sent_mono is not None]
         if not self.tracker.wait_answers(sent, self.timeout, self.stop):
             self._give_up(sent)
+        self._await_pieces(sent)
         for result in sent:
             self.log(self._describe(result))
         return results
+
+    def _await_pieces(self, results: list[Result]):
+        """Lets the partials that trail their finals arrive (bounded) before an answer is recorded."""
+        if not self.tracker.wait_pieces(results):
+            for r in results:
+                if not self.tracker.has_pieces(r):
+                    self.log(f"note: #{r.utterance.index}: {self.tracker.chunk_count(r.final.request_id)} of "
+                             f"{r.final.chunk_count} partials arrived")
 
     def settle(self, results: list[Result]) -> bool:
         """Lets trailing partials and response_text messages of the answers come in."""

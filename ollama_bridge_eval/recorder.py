@@ -1,8 +1,11 @@
-"""The output bag: every message the bridge published during the replay (``response_partial``,
-``response_final``, ``response_text``, under the bridge's namespace) with the time it was received,
-plus the inputs as they were played (with their send time). Written as a rosbag2 folder with mcap
-storage (metadata version 9) with full message definitions, so ``ros2 bag info``/``play``,
-Foxglove and rosbags open it."""
+"""Bags this tool writes: rosbag2 folders with mcap storage (metadata version 9) and full message
+definitions, so ``ros2 bag info``/``play``, Foxglove and rosbags open them.
+
+* :class:`Recorder`: a replay's output bag: every message the bridge published for the replay's
+  sessions (``response_partial``, ``response_final``, ``response_text``, on the topics the bridge
+  really uses) with the time it was received, plus the inputs as they were played (with their
+  send time); kept in memory and written at the end, in time order.
+* :func:`bag_writer` and :func:`qos_of`: for ``--record``, which writes as messages arrive."""
 from __future__ import annotations
 
 import threading
@@ -16,6 +19,29 @@ from .msgtypes import QUEUE_DEPTH, typestore
 #: what the bridge offers on its outputs (and takes on its inputs): reliable, volatile, keep last 1000
 OFFERED_QOS = Qos(QosHistory.KEEP_LAST, QUEUE_DEPTH, QosReliability.RELIABLE, QosDurability.VOLATILE,
                   QosTime(0, 0), QosTime(0, 0), QosLiveliness.AUTOMATIC, QosTime(0, 0), False)
+
+
+def _time(duration) -> QosTime:
+    ns = duration.nanoseconds
+    return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
+def qos_of(profile) -> Qos:
+    """An rclpy ``QoSProfile`` (e.g. a publisher's, from ``get_publishers_info_by_topic``) as
+    rosbags writes it into metadata.yaml (``offered_qos_profiles``)."""
+    return Qos(QosHistory[profile.history.name], profile.depth, QosReliability[profile.reliability.name],
+               QosDurability[profile.durability.name], _time(profile.deadline), _time(profile.lifespan),
+               QosLiveliness[profile.liveliness.name], _time(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
+def bag_writer(path: Path, metadata: dict[str, str] | None = None) -> Writer:
+    """An mcap bag writer for ``path`` (which must not exist), to be opened (``with`` or ``open()``);
+    ``metadata`` goes to custom_data."""
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    for key, value in (metadata or {}).items():
+        writer.set_custom_data(key, value)
+    return writer
 
 
 class Recorder:
@@ -49,10 +75,7 @@ class Recorder:
         with self._lock:
             topics, messages = dict(self._topics), sorted(self._messages, key=lambda m: m[1])
         store = typestore()
-        writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
-        for key, value in (metadata or {}).items():
-            writer.set_custom_data(key, value)
-        with writer:
+        with bag_writer(path, metadata) as writer:
             connections = {topic: writer.add_connection(topic, msgtype, typestore=store,
                                                         offered_qos_profiles=[OFFERED_QOS])
                            for topic, msgtype in topics.items()}

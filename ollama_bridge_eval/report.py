@@ -46,7 +46,7 @@ def row(result: Result, tracker: Tracker, stamp0: int, run_start: float) -> dict
     """The report row of one utterance."""
     u, f = result.utterance, result.final
     out = {"index": u.index, "bag_time_s": round((u.stamp_ns - stamp0) / 1e9, 6), "session_id": u.session_id,
-           "prompt": u.text, "status": status_of(result), "note": result.outcome,
+           "bridge_session": result.session_id or None, "prompt": u.text, "status": status_of(result), "note": result.outcome,
            "sent_at_s": None if result.sent_mono is None else round(result.sent_mono - run_start, 6)}
     if f is None:
         return out | {"answer": None, "error": result.outcome if status_of(result) in FAILED else ""}
@@ -58,7 +58,7 @@ def row(result: Result, tracker: Tracker, stamp0: int, run_start: float) -> dict
         "tokens_per_s": tokens_per_s, "prompt_eval_count": f.prompt_eval_count, "eval_count": f.eval_count,
         "eval_duration_ns": f.eval_duration_ns, "total_duration_ns": f.total_duration_ns,
         "load_duration_ns": f.load_duration_ns, "prompt_eval_duration_ns": f.prompt_eval_duration_ns,
-        "chunks": tracker.chunk_count(f.request_id),
+        "chunks": tracker.chunk_count(f.request_id), "chunk_count": f.chunk_count,
         "client_first_chunk_s": None if first is None else first - result.sent_mono,
         "client_total_s": result.final_mono - result.sent_mono,
     }
@@ -133,11 +133,15 @@ def _verdict(row: dict) -> str | None:
     return None if not row.get("expect") else ("pass" if row["expect"]["passed"] else "FAIL")
 
 
+def _fqn(bridge: dict) -> str:
+    return f"{(bridge.get('namespace') or '').rstrip('/')}/{bridge.get('node', 'ollama_bridge')}"
+
+
 def markdown(report: dict) -> str:
     """report.md"""
     s, bag, st = report["summary"], report["bag"], report["settings"]
     out = [f"# Replay of {bag['topic']} from `{bag['path']}`", "",
-           f"Bridge namespace `{report['bridge']['namespace'] or '/'}`, mode **{st['mode']}**"
+           f"Bridge `{_fqn(report['bridge'])}` (input `{report['bridge'].get('input_topic')}`), mode **{st['mode']}**"
            + (f" (rate {st['rate']:g})" if st["mode"] == "realtime" else "")
            + f", model {s['model'] or '–'}, seed {st['seed'] if st['seed'] is not None else '–'}, "
            f"{report['created']}. Output bag: `{report['output_bag']}`.", "", "## Summary", ""]

@@ -1,6 +1,6 @@
-"""One replay, start to end: connect to the running bridge, apply ``--model``/``--seed`` (and
-restore them afterwards, whatever happens), reset the conversations, play, record, and write the
-output bag, report.json, report.md and latency.png.
+"""One replay, start to end: find the running bridge in the ROS graph, apply ``--model``/``--seed``
+(and restore them afterwards, whatever happens), reset the replay's own sessions, play, record,
+and write the output bag, report.json, report.md and latency.png.
 """
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import datetime
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import EvalError, __version__, chart, expect, report
 from .bag_input import BagInput
 from .bridge import BridgeLink
-from .msgtypes import OUTPUT_TOPICS, join_topic
+from .graph import OUTPUTS
+from .msgtypes import DEFAULT_SESSION, OUTPUT_TOPICS, STRING, UTTERANCE
 from .player import Player, Tracker
 from .recorder import Recorder
+from .sessions import DEFAULT_PREFIX, Sessions
 
 #: bridge parameters copied into the report (when its parameter service answers)
 REPORTED_PARAMS = ("model", "options_json", "system_prompt")
@@ -25,14 +27,17 @@ REPORTED_PARAMS = ("model", "options_json", "system_prompt")
 @dataclass
 class Settings:
     """What the command line asked for."""
-    namespace: str
+    namespace: str | None                  # None: wherever the only node named `node` runs
     node: str = "ollama_bridge"
     mode: str = "turn"
     rate: float = 1.0
     seed: int | None = None
     model: str | None = None
-    reset: bool = True
+    reset: bool | None = None              # None: the replay's own sessions, not a shared `default`
     timeout: float = 60.0
+    remaps: dict = field(default_factory=dict)
+    session_prefix: str = DEFAULT_PREFIX
+    input: str | None = None               # "utterance" / "speech_text"; None: utterance when there is one
 
 
 @dataclass
@@ -73,6 +78,9 @@ class Replay:
         self.saved: dict[str, str] = {}          # parameters to restore, in the order they were set
         self.applied: dict[str, str] = {}
         self.bridge_params: dict[str, str] = {}
+        self.sessions: Sessions | None = None
+        self.reset_done: list[str] = []
+        self.endpoints, self.input_topic, self.played_sessions = None, None, set()
 
     def _apply(self, link: BridgeLink):
         """--model, then --seed (merged into the bridge's current options_json)."""
@@ -109,20 +117,55 @@ class Replay:
             except EvalError:
                 return
 
+    def _connect(self, link: BridgeLink):
+        """Finds the bridge, chooses its input (own sessions on ``utterance`` when it has one) and
+        waits until everything needed is matched."""
+        s = self.settings
+        log(f"looking for node {s.node} " + (f"under '{s.namespace or '/'}'" if s.namespace is not None else
+                                              "in the ROS graph") + f" (up to {s.timeout:g}s)")
+        endpoints = link.locate(s.node, s.namespace, s.remaps, need_reset=s.reset is not False, timeout=s.timeout)
+        shared = s.input == "speech_text" or not endpoints["utterance"]
+        if not endpoints["speech_text" if shared else "utterance"]:
+            raise EvalError(f"the bridge {endpoints.fqn} has no {'speech_text' if shared else 'utterance'} input")
+        if shared and self.bag.msgtype == UTTERANCE and {u.session_id for u in self.bag.utterances} - {DEFAULT_SESSION}:
+            raise EvalError(f"played into the speech input {endpoints['speech_text']}, every utterance is in "
+                            "session 'default': the bag's sessions cannot be kept apart")
+        self.sessions = Sessions(s.session_prefix, shared=shared)
+        link.attach(endpoints, "speech_text" if shared else "utterance")
+        self.endpoints, self.input_topic, self.played_sessions = endpoints, link.input_topic, link.sessions
+        self.recorder.declare(link.input_topic, STRING if shared else UTTERANCE)
+        for role in OUTPUTS:
+            self.recorder.declare(endpoints[role], OUTPUT_TOPICS[role])
+        log(f"bridge {endpoints.fqn}: input {link.input_topic}, outputs "
+            + ", ".join(endpoints[r] for r in OUTPUTS))
+        link.wait_ready(s.timeout, need_reset=self._resets(), need_params=s.model is not None or s.seed is not None)
+
+    def _resets(self) -> bool:
+        """Whether sessions are reset before playing: the replay's own always (unless --no-reset),
+        the bridge's shared ``default`` only with an explicit --reset."""
+        return self.settings.reset is True or (self.settings.reset is None and not self.sessions.shared)
+
+    def _reset_sessions(self, link: BridgeLink):
+        if self.sessions.shared:
+            log(f"note: the replay goes to the bridge's speech input {self.input_topic}, session "
+                f"'{DEFAULT_SESSION}' " + ("(reset first: --reset)" if self._resets() else
+                                           "(not reset: the replay continues that conversation)"))
+        if not self._resets():
+            return
+        for session in self.sessions.all_of(u.session_id for u in self.bag.utterances if u.text.strip()):
+            link.reset(session, min(self.settings.timeout, 15.0))
+            self.reset_done.append(session)
+
     def run(self) -> Outcome:
         s = self.settings
-        link = BridgeLink(s.namespace, self.bag.msgtype, self.tracker, self.recorder, s.node)
-        self.recorder.declare(link.input_topic, self.bag.msgtype)
-        for rel, msgtype in OUTPUT_TOPICS.items():
-            self.recorder.declare(join_topic(s.namespace, rel), msgtype)
-        player = Player(link, self.tracker, s.timeout, log)
+        link = BridgeLink(self.tracker, self.recorder)
+        results, start, start_wall, wall_time = [], time.monotonic(), time.time(), 0.0
         try:
-            log(f"waiting for the bridge under '{s.namespace or '/'}' (up to {s.timeout:g}s)")
-            link.wait_ready(s.timeout, need_reset=s.reset, need_params=s.model is not None or s.seed is not None)
+            self._connect(link)
+            player = Player(link, self.tracker, s.timeout, self.sessions, log)
             try:
                 self._apply(link)
-                if s.reset:
-                    link.reset(min(s.timeout, 15.0))
+                self._reset_sessions(link)
                 self._read_params(link)
                 log(f"playing {len(self.bag.utterances)} utterance(s) of {self.bag.topic} in {s.mode} mode")
                 start_wall, start = time.time(), time.monotonic()
@@ -148,10 +191,13 @@ class Replay:
                 "created": datetime.datetime.fromtimestamp(start_wall).astimezone().isoformat(timespec="seconds"),
                 "bag": {"path": bag.path, "topic": bag.topic, "type": bag.msgtype, "storage": bag.storage,
                         "metadata_version": bag.metadata_version, "utterances": len(bag.utterances)},
-                "bridge": {"namespace": s.namespace, "node": s.node, "input_topic": join_topic(s.namespace, bag.bridge_input),
+                "bridge": {"namespace": self.endpoints.namespace, "node": self.endpoints.node,
+                           "input_topic": self.input_topic, "topics": self.endpoints.topics,
+                           "sessions": sorted(self.played_sessions), "reset_sessions": self.reset_done,
                            "parameters": self.bridge_params},
-                "settings": {"mode": s.mode, "rate": s.rate, "seed": s.seed, "model": s.model, "reset": s.reset,
-                             "timeout": s.timeout, "applied": self.applied},
+                "settings": {"mode": s.mode, "rate": s.rate, "seed": s.seed, "model": s.model,
+                             "reset": self._resets(), "timeout": s.timeout, "session_prefix": s.session_prefix,
+                             "remaps": s.remaps, "applied": self.applied},
                 "output_bag": "bag", "aborted": aborted}
 
     def _write(self, results, start: float, start_wall: float, wall_time: float, aborted: str) -> Outcome:

@@ -3,12 +3,18 @@ answer live as its partials arrive, then a one-line summary.
 
     python scripts/demo_client.py --namespace /demo "Hello!" "What did I just say?"
     python scripts/demo_client.py --namespace /demo --interactive
+
+DDS does not order two topics: a request's last partials can arrive after its final Response.
+The final says how many partials were published for it (``Response.chunk_count``), so an answer
+is finished only when that many pieces are here (or ``PIECES_GRACE_S`` passed): only then is the
+rest printed, and the printed answer is always the final's ``text``.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import threading
+import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -19,6 +25,10 @@ from ollama_bridge_msgs.msg import Response, ResponseChunk
 COLOR = sys.stdout.isatty()
 BOLD, DIM, RED, PLAIN = ("\033[1m", "\033[2m", "\033[31m", "\033[0m") if COLOR else ("", "", "", "")
 DEEP = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+#: the bridge's session of `speech_text` inputs
+SESSION = "default"
+#: how long to wait, after a final, for partials that are still travelling (seconds)
+PIECES_GRACE_S = 5.0
 DEFAULT_UTTERANCES = [
     "Hello! Who are you?",
     "My name is Sam and I love gardening.",
@@ -27,42 +37,95 @@ DEFAULT_UTTERANCES = [
 
 
 class Conversation:
-    """Sends one utterance at a time and streams its answer to stdout."""
+    """Sends one utterance at a time and streams its answer to stdout.
 
-    def __init__(self, node, namespace: str):
-        self.node = node
+    Partials are kept per request (``seq`` -> text) and printed in ``seq`` order as far as they are
+    contiguous; those of requests already finished are dropped."""
+
+    def __init__(self, node, namespace: str, out=sys.stdout):
+        self.node, self.out = node, out
         self.pub = node.create_publisher(String, f"{namespace}/speech_text", DEEP)
         self.partials = node.create_subscription(ResponseChunk, f"{namespace}/response_partial", self.on_partial, DEEP)
         self.finals = node.create_subscription(Response, f"{namespace}/response_final", self.on_final, DEEP)
-        self.done = threading.Event()
-        self.final: Response | None = None
+        self.cond = threading.Condition()
+        self.pieces: dict[int, dict[int, str]] = {}      # request_id -> seq -> text
+        self.responses: list[Response] = []               # finals not yet shown
+        self.finished: set[int] = set()
+        self.current: int | None = None                  # request being printed
+        self.printed, self.printed_seq = "", 0           # of the current request: text, next seq
 
     def ready(self) -> bool:
         return (self.pub.get_subscription_count() > 0 and self.partials.get_publisher_count() > 0
                 and self.finals.get_publisher_count() > 0)
 
     def on_partial(self, chunk: ResponseChunk):
-        sys.stdout.write(chunk.text)
-        sys.stdout.flush()
+        with self.cond:
+            if chunk.session_id != SESSION or chunk.request_id in self.finished:
+                return
+            self.pieces.setdefault(chunk.request_id, {})[chunk.seq] = chunk.text
+            if self.current is None:
+                self.current = chunk.request_id
+            if chunk.request_id == self.current:
+                self._print_contiguous()
+            self.cond.notify_all()
 
     def on_final(self, response: Response):
-        self.final = response
-        self.done.set()
+        with self.cond:
+            if response.session_id == SESSION and response.request_id not in self.finished:
+                self.responses.append(response)
+                self.cond.notify_all()
+
+    def _print_contiguous(self):
+        """Prints the current request's pieces that follow what is printed, in seq order."""
+        pieces = self.pieces.get(self.current, {})
+        seq = self.printed_seq
+        while seq in pieces:
+            self.out.write(pieces[seq])
+            self.printed += pieces[seq]
+            seq += 1
+        self.printed_seq = seq
+        self.out.flush()
+
+    def _start(self, request_id: int):
+        if self.current != request_id:
+            self.current, self.printed, self.printed_seq = request_id, "", 0
+            self._print_contiguous()
+
+    def _finish(self, response: Response):
+        """Waits (bounded) for every piece of ``response``, then prints what is missing of its text."""
+        rid = response.request_id
+        deadline = time.monotonic() + PIECES_GRACE_S
+        while len(self.pieces.get(rid, {})) < response.chunk_count and (left := deadline - time.monotonic()) > 0:
+            self.cond.wait(left)
+        self._start(rid)
+        self._print_contiguous()
+        if self.printed != response.text:
+            if response.text.startswith(self.printed):
+                self.out.write(response.text[len(self.printed):])
+            else:
+                self.out.write(f"\n{DIM}(pieces went missing; the whole answer:){PLAIN} {response.text}")
+        self.finished.add(rid)
+        self.pieces.pop(rid, None)
+        self.current, self.printed, self.printed_seq = None, "", 0
 
     def ask(self, text: str, timeout: float) -> Response | None:
-        self.done.clear()
         print(f"\n{BOLD}you>{PLAIN} {text}\n{BOLD}robot>{PLAIN} ", end="", flush=True)
-        self.pub.publish(String(data=text))
-        if not self.done.wait(timeout):
-            print(f"\n(no answer within {timeout:.0f} s)")
-            return None
-        summarize(self.final)
-        return self.final
+        with self.cond:
+            self.responses.clear()
+            self.current, self.printed, self.printed_seq = None, "", 0
+            self.pub.publish(String(data=text))
+            if not self.cond.wait_for(lambda: self.responses, timeout):
+                print(f"\n(no answer within {timeout:.0f} s)", flush=True)
+                return None
+            response = self.responses.pop(0)
+            self._finish(response)
+        summarize(response)
+        return response
 
 
 def summarize(r: Response):
     if r.done_reason == "error":
-        print(f"\n{RED}[error: {r.error}]{PLAIN}")
+        print(f"\n{RED}[error: {r.error}]{PLAIN}", flush=True)
         return
     tokens_per_s = r.eval_count / (r.eval_duration_ns / 1e9) if r.eval_duration_ns else 0.0
     print(f"\n{DIM}[first chunk {r.time_to_first_chunk_s * 1000:.0f} ms · {tokens_per_s:.0f} tokens/s · "

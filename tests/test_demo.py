@@ -8,17 +8,18 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from harness import wait_until
+from harness import fresh_namespace, wait_until
 from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None,
-                                reason="the tiny model is not installed (scripts/setup without --no-model)")
+needs_model = pytest.mark.skipif(importlib.util.find_spec("xllamacpp") is None,
+                                 reason="the tiny model is not installed (scripts/setup without --no-model)")
 SUMMARY = re.compile(r"\[first chunk \d+ ms · \d+ tokens/s · \d+ tokens in [\d.]+ s · smollm2:135m · (stop|length)\]")
 
 
@@ -41,6 +42,7 @@ def demo_env(mark: str) -> dict:
     return dict(env, OB_TEST_MARK=mark, OLLAMA_HOST="127.0.0.1:9")
 
 
+@needs_model
 def test_demo_holds_a_two_turn_conversation_and_cleans_up():
     mark = f"ob-demo-{uuid.uuid4()}"
     done = subprocess.run([str(REPO / "scripts/demo"), "Hello! My name is Ada.", "What is my name?"],
@@ -55,6 +57,7 @@ def test_demo_holds_a_two_turn_conversation_and_cleans_up():
     assert processes_marked(mark) == []
 
 
+@needs_model
 def test_ctrl_c_stops_the_demo_and_everything_it_started():
     mark = f"ob-demo-{uuid.uuid4()}"
     demo = subprocess.Popen([str(REPO / "scripts/demo"), "--interactive"], env=demo_env(mark), text=True,
@@ -72,15 +75,66 @@ def test_ctrl_c_stops_the_demo_and_everything_it_started():
     wait_until(lambda: processes_marked(mark) == [], 15, "every process of the demo to exit")
 
 
+def cargo_target_dir() -> Path:
+    """The cargo target folder of the node binary under test (a no-op `cargo build` there)."""
+    if os.environ.get("OB_NODE_BINARY"):
+        return Path(os.environ["OB_NODE_BINARY"]).resolve().parents[1]
+    return Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+
+
+@pytest.fixture(scope="module")
+def colcon_prefix(tmp_path_factory) -> Path:
+    """The package built and installed by its CMakeLists.txt alone, the steps `colcon build` runs
+    (cmake configure, build, install) into a fresh prefix, with no help from scripts/."""
+    root = tmp_path_factory.mktemp("colcon")
+    prefix = root / "install"
+    env = dict(os.environ, CARGO_TARGET_DIR=str(cargo_target_dir()))
+    for step in (["cmake", "-S", REPO, "-B", root / "build", f"-DCMAKE_INSTALL_PREFIX={prefix}",
+                  f"-DPython3_EXECUTABLE={sys.executable}", f"-DOLLAMA_BRIDGE_PYTHON={sys.executable}"],
+                 ["cmake", "--build", root / "build"], ["cmake", "--install", root / "build"]):
+        done = subprocess.run(list(map(str, step)), env=env, capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, f"{step}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return prefix
+
+
+def launch_env(prefix: Path) -> dict:
+    """The environment of a shell that sourced `prefix` (first on the ament path) and nothing of
+    this checkout: the repository is not on PYTHONPATH."""
+    env = dict(os.environ)
+    env["AMENT_PREFIX_PATH"] = f"{prefix}:{env['AMENT_PREFIX_PATH']}"
+    env["PYTHONPATH"] = ":".join(p for p in env.get("PYTHONPATH", "").split(":")
+                                 if p and Path(p).resolve() != REPO)
+    return env
+
+
+def test_colcon_install_holds_what_the_launch_files_start(colcon_prefix):
+    lib, share = colcon_prefix / "lib/ollama_bridge", colcon_prefix / "share/ollama_bridge"
+    assert os.access(lib / "ollama_bridge", os.X_OK) and os.access(lib / "ollama_server", os.X_OK)
+    assert (lib / "python/ollama_server/__main__.py").is_file()
+    assert {p.name for p in (share / "launch").iterdir()} == {p.name for p in (REPO / "launch").iterdir()}
+    assert (share / "config/params.yaml").is_file() and (share / "package.xml").is_file()
+    assert (colcon_prefix / "share/ament_index/resource_index/packages/ollama_bridge").is_file()
+    # the installed server runs from anywhere, without this checkout on PYTHONPATH
+    done = subprocess.run([lib / "ollama_server", "--help"], env=launch_env(colcon_prefix), cwd="/",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--backend" in done.stdout, done.stderr
+
+
+@needs_model
 @pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
-def test_demo_launch_file_serves_the_tiny_model_to_the_bridge(ros, logs_dir):
-    """`ros2 launch ollama_bridge demo.launch.xml`: the model server and the bridge, then SIGINT."""
-    port = free_port()
+def test_demo_launch_file_serves_the_tiny_model_to_the_bridge(ros, logs_dir, colcon_prefix):
+    """`ros2 launch ollama_bridge demo.launch.xml` from the colcon-built package: the model server
+    and the bridge, then SIGINT."""
+    port, ns = free_port(), fresh_namespace("demo")
+    env = launch_env(colcon_prefix)
+    prefix = subprocess.run(["ros2", "pkg", "prefix", "ollama_bridge"], env=env, capture_output=True, text=True)
+    assert prefix.stdout.strip() == str(colcon_prefix), prefix
     log_path = logs_dir / "demo_launch.log"
     with open(log_path, "w") as log:
-        launch = subprocess.Popen(["ros2", "launch", "ollama_bridge", "demo.launch.xml", f"port:={port}"],
+        launch = subprocess.Popen(["ros2", "launch", "ollama_bridge", "demo.launch.xml", f"port:={port}",
+                                   f"namespace:={ns[1:]}"], env=env, cwd="/",
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ep = ros.endpoints("/demo")
+    ep = ros.endpoints(ns)
     try:
         ep.wait_ready(60)
         ep.say("Hello! Who are you?")
@@ -93,3 +147,27 @@ def test_demo_launch_file_serves_the_tiny_model_to_the_bridge(ros, logs_dir):
     text = log_path.read_text()
     assert code == 0, text
     assert text.count("process has finished cleanly") == 2, text
+
+
+LONG_REPLY = ("Here is my answer to {last_user}: one two three four five six seven eight nine ten eleven "
+              "twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty, turn {turns}.")
+
+
+def test_demo_client_prints_every_answer_whole_against_a_fast_server(start_bridge, emu):
+    """30 requests to an unpaced server: DDS delivers some partials after their final (another
+    topic); the client waits for `chunk_count` pieces, so each `robot>` line is exactly the final
+    text, with nothing trailing into the next turn."""
+    emu.set_models({"fast": {"reply": LONG_REPLY}})
+    _, ep = start_bridge(model="fast")
+    prompts = [f"question {n}" for n in range(30)]
+    done = subprocess.run([sys.executable, str(REPO / "scripts/demo_client.py"), "--namespace", ep.ns,
+                           "--timeout", "30", *prompts], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    finals = ep.wait_finals(30)
+    assert [f.prompt for f in finals] == prompts and all(f.done_reason == "stop" for f in finals)
+    assert all(f.chunk_count > 20 for f in finals), [f.chunk_count for f in finals]
+    turns = re.findall(r"you> (.*)\nrobot> (.*)\n\[first chunk [^\n]*\]\n", done.stdout)
+    assert [t[0] for t in turns] == prompts, done.stdout[-3000:]
+    assert [t[1] for t in turns] == [f.text for f in finals]
+    # the emulator counts the user turns it was sent: at most max_history_turns (20) + the new one
+    assert [t[1] for t in turns] == [LONG_REPLY.format(last_user=p, turns=min(n, 20) + 1) for n, p in enumerate(prompts)]

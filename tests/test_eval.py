@@ -13,11 +13,20 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rclpy.duration import Duration
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from harness import fresh_namespace, wait_until
+from helpers import ask, history_file_name, history_pairs
+from ollama_bridge_eval import EvalError, graph
 from ollama_bridge_eval.bag_input import read_utterances
+from ollama_bridge_eval.sessions import Sessions
 from ollama_bridge_eval.msgtypes import STRING, UTTERANCE, typestore
+from ollama_bridge_eval.recorder import OFFERED_QOS
+from std_msgs.msg import String
 
 REPO = Path(__file__).resolve().parents[1]
 STORE = typestore()
@@ -35,7 +44,7 @@ def speech(text):
 
 
 def utterance(session, text):
-    return STORE.types[UTTERANCE](session_id=session, text=text)
+    return STORE.types[UTTERANCE](session_id=session, text=text, attach_image=False)
 
 
 def log_line(text):
@@ -43,15 +52,20 @@ def log_line(text):
     return STORE.types[LOG](stamp=time, level=20, name="asr", msg=text, file="", function="", line=0)
 
 
-def write_bag(path: Path, items, storage="sqlite3", version=9) -> Path:
-    """Writes (topic, type, seconds, message) items as a rosbag2 folder; versions below 8 are made
-    by stripping what later versions added from metadata.yaml (as older `ros2 bag record` wrote it)."""
+def write_bag(path: Path, items, storage="sqlite3", version=9, compression=None) -> Path:
+    """Writes (topic, type, seconds, message) items as a rosbag2 folder, each topic with the QoS
+    `ros2 bag record` saves; versions below 8 are made by stripping what later versions added from
+    metadata.yaml (as older `ros2 bag record` wrote it). `compression`: "file" or "message" (zstd)."""
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    with Writer(path, version=9 if version == 9 else 8, storage_plugin=plugin) as writer:
+    writer = Writer(path, version=9 if version == 9 else 8, storage_plugin=plugin)
+    if compression:
+        writer.set_compression(CompressionMode[compression.upper()], CompressionFormat.ZSTD)
+    with writer:
         connections = {}
         for topic, msgtype, seconds, msg in items:
             if topic not in connections:
-                connections[topic] = writer.add_connection(topic, msgtype, typestore=STORE)
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=STORE,
+                                                           offered_qos_profiles=[OFFERED_QOS])
             writer.write(connections[topic], T0 + int(seconds * 1e9), STORE.serialize_cdr(msg, msgtype))
     if version < 8:
         meta_path = path / "metadata.yaml"
@@ -70,14 +84,14 @@ def write_bag(path: Path, items, storage="sqlite3", version=9) -> Path:
     return path
 
 
-def speech_bag(path, prompts, storage="sqlite3", version=9, spacing=0.5):
+def speech_bag(path, prompts, storage="sqlite3", version=9, spacing=0.5, compression=None):
     """/asr/text with `prompts`, interleaved with /rosout and an unrelated String topic."""
     items = []
     for n, text in enumerate(prompts):
         items += [("/rosout", LOG, n * spacing, log_line(f"heard {n}")),
                   ("/asr/text", STRING, n * spacing + 0.01, speech(text)),
                   ("/chatter", STRING, n * spacing + 0.02, speech(f"not for the bridge {n}"))]
-    return write_bag(path, items, storage, version)
+    return write_bag(path, items, storage, version, compression)
 
 
 def run_eval(*args, timeout=120):
@@ -112,15 +126,96 @@ def test_bags_of_both_storages_and_metadata_versions_4_to_9_are_read(tmp_path, s
     assert [(u.index, u.session_id, u.text) for u in read.utterances] == [
         (0, "default", "one"), (1, "default", "two"), (2, "default", "three")]
     assert [u.stamp_ns - T0 for u in read.utterances] == [10_000_000, 510_000_000, 1_010_000_000]
-    assert (read.storage, read.metadata_version, read.bridge_input) == (storage, None if single_file else version,
-                                                                        "speech_text")
+    assert (read.storage, read.metadata_version) == (storage, None if single_file else version)
+
+
+@pytest.mark.parametrize("storage,compression", [("sqlite3", "file"), ("mcap", "file"), ("sqlite3", "message")])
+def test_compressed_bags_are_read(tmp_path, storage, compression):
+    bag = speech_bag(tmp_path / "bag", ["one", "two"], storage, compression=compression)
+    assert [u.text for u in read_utterances(bag, "/asr/text").utterances] == ["one", "two"]
+
+
+HUMBLE_QOS = """- history: 3
+  depth: 0
+  reliability: 1
+  durability: 2
+  deadline:
+    sec: 2147483647
+    nsec: 4294967295
+  lifespan:
+    sec: 2147483647
+    nsec: 4294967295
+  liveliness: 1
+  liveliness_lease_duration:
+    sec: 2147483647
+    nsec: 4294967295
+  avoid_ros_namespace_conventions: false
+"""
+
+
+def _each_topic(field, value):
+    def edit(info):
+        for t in info["topics_with_message_count"]:
+            t["topic_metadata"][field] = value
+    return edit
+
+
+def _stale_counts(info):
+    info["message_count"] = 0
+    for t in info["topics_with_message_count"]:
+        t["message_count"] = 0
+    for f in info.get("files", []):
+        f["message_count"] = 0
+
+
+def _only_other_topics(info):
+    info["topics_with_message_count"] = [t for t in info["topics_with_message_count"]
+                                         if t["topic_metadata"]["name"] != "/asr/text"]
+
+
+#: ways a metadata.yaml disagrees with its storage file (another rosbag2 release, reindexed, edited)
+DISAGREEING_METADATA = {
+    "QoS string of another release": _each_topic("offered_qos_profiles", HUMBLE_QOS),
+    "QoS that does not parse": _each_topic("offered_qos_profiles", "{history: [keep_last"),
+    "topics in another order": lambda info: info["topics_with_message_count"].reverse(),
+    "other type hashes": _each_topic("type_description_hash", "RIHS01_" + "0" * 64),
+    "no type hashes (older release)": _each_topic("type_description_hash", ""),
+    "stale message counts": _stale_counts,
+    "topic not listed": _only_other_topics,
+}
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+@pytest.mark.parametrize("case", DISAGREEING_METADATA)
+def test_bags_are_read_from_their_storage_file_whatever_metadata_yaml_says(tmp_path, storage, case):
+    """Like rosbag2's player: metadata.yaml names the files, the files hold the topics and messages."""
+    bag = speech_bag(tmp_path / "bag", ["one", "two", "three"], storage)
+    meta_path = bag / "metadata.yaml"
+    meta = yaml.safe_load(meta_path.read_text())
+    DISAGREEING_METADATA[case](meta["rosbag2_bagfile_information"])
+    meta_path.write_text(yaml.safe_dump(meta))
+    read = read_utterances(bag, "/asr/text")
+    assert [u.text for u in read.utterances] == ["one", "two", "three"]
+    assert (read.msgtype, read.storage, read.metadata_version) == (STRING, storage, 9)
+
+
+@pytest.mark.parametrize("storage", [StoragePlugin.SQLITE3, StoragePlugin.MCAP])
+def test_utterance_bags_recorded_before_attach_image_are_decoded_with_their_own_definition(tmp_path, storage):
+    old = get_typestore(Stores.ROS2_JAZZY)
+    old.register(get_types_from_msg("string session_id\nstring text\n", UTTERANCE))
+    with Writer(tmp_path / "bag", version=9, storage_plugin=storage) as writer:
+        conn = writer.add_connection("/asr/utterance", UTTERANCE, typestore=old)
+        for n, (session, text) in enumerate([("ada", "hello"), ("bob", "hi there")]):
+            writer.write(conn, T0 + n, old.serialize_cdr(old.types[UTTERANCE](session_id=session, text=text), UTTERANCE))
+    read = read_utterances(tmp_path / "bag", "/asr/utterance")
+    assert [(u.session_id, u.text) for u in read.utterances] == [("ada", "hello"), ("bob", "hi there")]
 
 
 # ------------------------------------------------------------------------------ turn mode
 def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_emulator_sent(
         start_bridge, emu, tmp_path):
     node, ep = start_bridge(options_json='{"num_ctx": 2048}')
-    ep.say("said before the replay")                     # history the --reset must clear
+    ep.say("said before the replay")                     # the robot's own conversation: not the replay's
     ep.wait_finals(1)
     emu.clear_requests()
     prompts = ["hello robot", "what is your name?", "   ", "thank you"]
@@ -138,10 +233,12 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     rows = report["utterances"]
     assert [(r["index"], r["prompt"], r["status"]) for r in rows] == [
         (0, "hello robot", "ok"), (1, "what is your name?", "ok"), (2, "   ", "skipped"), (3, "thank you", "ok")]
+    assert {(r["session_id"], r["bridge_session"]) for r in rows if r["status"] == "ok"} == {("default", "eval/default")}
+    assert report["bridge"]["reset_sessions"] == ["eval/default"] and report["bridge"]["input_topic"] == f"{ep.ns}/utterance"
     ok = [r for r in rows if r["status"] == "ok"]
     assert [r["answer"] for r in ok] == [reply(p, n + 1) for n, p in enumerate(played)]
     for r, req in zip(ok, logged):
-        assert r["eval_count"] == req["outcome"]["eval_count"] == r["chunks"] > 1
+        assert r["eval_count"] == req["outcome"]["eval_count"] == r["chunks"] == r["chunk_count"] > 1
         assert r["prompt_eval_count"] == req["outcome"]["prompt_eval_count"]
         assert (r["done_reason"], r["error"], r["model"]) == ("stop", "", "llama3.2")
         assert r["tokens_per_s"] == pytest.approx(r["eval_count"] / (r["eval_duration_ns"] / 1e9))
@@ -168,10 +265,10 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     topics, connections = read_bag(tmp_path / "run/bag")
     ns = ep.ns
     assert {c.topic: c.msgtype for c in connections} == {
-        f"{ns}/speech_text": STRING, f"{ns}/response_partial": "ollama_bridge_msgs/msg/ResponseChunk",
+        f"{ns}/utterance": UTTERANCE, f"{ns}/response_partial": "ollama_bridge_msgs/msg/ResponseChunk",
         f"{ns}/response_final": "ollama_bridge_msgs/msg/Response", f"{ns}/response_text": STRING}
     assert all(c.msgdef.data and c.digest.startswith("RIHS01_") for c in connections)
-    assert [m.data for _, m in topics[f"{ns}/speech_text"]] == played
+    assert [(m.session_id, m.text) for _, m in topics[f"{ns}/utterance"]] == [("eval/default", p) for p in played]
     finals = [m for _, m in topics[f"{ns}/response_final"]]
     assert [(f.prompt, f.text) for f in finals] == [(r["prompt"], r["answer"]) for r in ok]
     for f in finals:
@@ -181,6 +278,11 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     assert [m.data for _, m in topics[f"{ns}/response_text"]] == [r["answer"] for r in ok]
     stamps = [t for _, t_msgs in topics.items() for t, _ in t_msgs]
     assert min(stamps) >= T0, "receive times, not bag times"
+    # the robot's own conversation went on as if no replay had happened
+    ep.say("and now?")
+    ep.wait_finals(2)
+    assert [m["content"] for m in emu.chat_bodies()[-1]["messages"] if m["role"] == "user"] == [
+        "said before the replay", "and now?"]
     node.assert_healthy()
 
 
@@ -196,9 +298,10 @@ def test_realtime_mode_keeps_the_bag_timing_scaled_by_rate(start_bridge, emu, tm
     bag = write_bag(tmp_path / "in", items, "mcap", version=8)
     out = tmp_path / "run"
     result = run_eval(next(bag.glob("*.mcap")), "--topic", "/asr/utterance", "--namespace", ep.ns, "--mode",
-                      "realtime", "--rate", 2, "--out", out, "--timeout", 20)
+                      "realtime", "--rate", 2, "--out", out, "--timeout", 20, "--session-prefix", "replay:")
     assert result.returncode == 0, result.stderr
     rows = json.loads((out / "report.json").read_text())["utterances"]
+    assert [r["bridge_session"] for r in rows] == ["replay:alice", "replay:bob", "replay:alice"]
     assert [(r["session_id"], r["prompt"], r["answer"]) for r in rows] == [
         ("alice", "a1", "a1 is turn 1 of a rather slow answer"), ("bob", "b1", "b1 is turn 1 of a rather slow answer"),
         ("alice", "a2", "a2 is turn 2 of a rather slow answer")]
@@ -209,7 +312,7 @@ def test_realtime_mode_keeps_the_bag_timing_scaled_by_rate(start_bridge, emu, tm
     assert [b["messages"][-1]["content"] for b in emu.chat_bodies()] == ["a1", "b1", "a2"]
     topics, _ = read_bag(out / "bag")
     assert [(m.session_id, m.text) for _, m in topics[f"{ep.ns}/utterance"]] == [
-        ("alice", "a1"), ("bob", "b1"), ("alice", "a2")]
+        ("replay:alice", "a1"), ("replay:bob", "b1"), ("replay:alice", "a2")]
     assert len(topics[f"{ep.ns}/response_final"]) == 3
 
 
@@ -330,6 +433,10 @@ BAD = {
     "broken metadata": (lambda tmp, bag: [broken_metadata(tmp, bag), "--topic", "/asr/text"], "cannot read bag"),
     "no such bag": (lambda tmp, bag: [tmp / "missing", "--topic", "/asr/text"], "does not exist"),
     "bad regex": (lambda tmp, bag: [bag, "--topic", "/asr/text", "--expect", tmp / "e.yaml"], "bad regex"),
+    "bad remap": (lambda tmp, bag: [bag, "--topic", "/asr/text", "--remap", "final:=/x"], "expected ROLE:=/absolute/name"),
+    "empty session prefix": (lambda tmp, bag: [bag, "--topic", "/asr/text", "--session-prefix", ""],
+                             "--session-prefix must not be empty"),
+    "record into an existing folder": (lambda tmp, bag: ["--record", bag, "--topic", "/asr/text"], "exists"),
 }
 
 
@@ -345,6 +452,21 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path, good_bag, case):
     assert not (tmp_path / "out").exists()
 
 
+def test_sessions_of_the_bag_map_to_valid_sessions_of_the_replay():
+    sessions = Sessions()
+    assert [sessions.own(s) for s in ("default", "alice")] == ["eval/default", "eval/alice"]
+    long = sessions.own("x" * 200)
+    assert long.startswith("eval/") and len(long) <= 128 and long == sessions.own("x" * 200) != sessions.own("y" * 200)
+    assert sessions.own("tab\there").isprintable()
+    assert Sessions(shared=True).own("alice") == "default"
+
+
+def test_a_role_the_graph_cannot_tell_apart_is_named_like_the_role_or_asked_for():
+    assert graph._pick("response_text", ["/a/tts", "/a/response_text"]) == "/a/response_text"
+    with pytest.raises(EvalError, match="--remap response_text:=TOPIC"):
+        graph._pick("response_text", ["/a/tts", "/b/say"])
+
+
 def test_no_bridge_answering_is_exit_2(tmp_path, good_bag):
     ns = fresh_namespace("nobody")
     result = run_eval(good_bag, "--topic", "/asr/text", "--namespace", ns, "--out", tmp_path / "out", "--timeout", 2)
@@ -352,3 +474,143 @@ def test_no_bridge_answering_is_exit_2(tmp_path, good_bag):
     assert f"no ollama_bridge answering under namespace '{ns}' within 2s" in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("eval: error: ")
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------- its own sessions, the graph
+def user_turns(body):
+    return [m["content"] for m in body["messages"] if m["role"] == "user"]
+
+
+def test_replay_resets_only_its_own_sessions_and_leaves_other_conversations_and_files(start_bridge, emu, tmp_path):
+    history = tmp_path / "history"
+    _, ep = start_bridge(history_dir=str(history))
+    ask(ep, "I am the robot's owner")                       # session default (speech_text)
+    ask(ep, "alice was here", session="alice")
+    others = {p.name: p.read_bytes() for p in history.iterdir()}
+    assert set(others) == {history_file_name("default"), history_file_name("alice")}
+    bag = speech_bag(tmp_path / "in", ["first", "second"], "mcap")
+    for run in ("a", "b"):                                  # default --reset, twice
+        emu.clear_requests()
+        report, _ = replay(bag, ep.ns, tmp_path / run)
+        assert [user_turns(b) for b in emu.chat_bodies()] == [["first"], ["first", "second"]], \
+            f"run {run} started from an empty history"
+        assert [r["answer"] for r in report["utterances"]] == [reply("first", 1), reply("second", 2)]
+    assert {p.name: p.read_bytes() for p in history.iterdir() if p.name in others} == others, \
+        "other sessions' history files are untouched"
+    assert history_pairs(history, "eval/default") == [("first", reply("first", 1)), ("second", reply("second", 2))]
+    ask(ep, "still there?")
+    ask(ep, "and you?", session="alice")
+    assert [user_turns(b) for b in emu.chat_bodies()[-2:]] == [["I am the robot's owner", "still there?"],
+                                                               ["alice was here", "and you?"]]
+
+
+REMAPS = {"utterance": "/in/utterance", "speech_text": "/asr/text", "response_partial": "/out/partial",
+          "response_final": "/out/final", "response_text": "/tts/say", "reset": "/ctl/reset"}
+
+
+def test_replay_finds_a_remapped_bridge_in_the_graph_and_never_publishes_on_the_speech_topic(
+        ros, start_bridge, emu, tmp_path):
+    node_name = f"brain_{os.getpid()}"
+    args = ["-r", f"__node:={node_name}"] + [a for k, v in REMAPS.items() for a in ("-r", f"{k}:={v}")]
+    _, ep = start_bridge(extra_args=args, expect_ready=False)
+    heard = []
+    asr = ros.node.create_subscription(type(ep.speech_pub.msg_type()), "/asr/text", heard.append, 10)
+    bag = speech_bag(tmp_path / "in", ["hello", "again"], "sqlite3")
+    try:
+        # found by node name alone (no --namespace); then by explicit names, with no node to find
+        explicit = [a for k, v in REMAPS.items() for a in ("--remap", f"{k}:={v}")]
+        runs = {"graph": ["--node", node_name], "explicit": ["--node", "nobody", "--namespace", ep.ns, *explicit]}
+        for run, extra in runs.items():
+            out = tmp_path / run
+            result = run_eval(bag, "--topic", "/asr/text", "--out", out, "--timeout", 20, *extra)
+            assert result.returncode == 0, result.stderr
+            report = json.loads((out / "report.json").read_text())
+            assert [r["answer"] for r in report["utterances"]] == [reply("hello", 1), reply("again", 2)], run
+            assert report["bridge"]["input_topic"] == "/in/utterance"
+            topics, _ = read_bag(out / "bag")
+            assert set(topics) == {"/in/utterance", "/out/partial", "/out/final", "/tts/say"}
+        assert report["bridge"]["topics"] == REMAPS
+    finally:
+        ros.node.destroy_subscription(asr)
+    assert heard == [], "the replay never speaks on the ASR topic (other nodes listen there)"
+
+
+def test_replay_through_the_speech_input_shares_session_default_and_resets_it_only_when_asked(
+        ros, start_bridge, emu, tmp_path):
+    _, ep = start_bridge(extra_args=["-r", "speech_text:=/asr/text"], expect_ready=False)
+    bag = speech_bag(tmp_path / "in", ["first"], "mcap")
+    ep.settle()                                             # (its speech_text is elsewhere: no wait_ready)
+    ep.utter("default", "said live")                        # the robot's conversation, session default
+    ep.wait_finals(1)
+    emu.clear_requests()
+    result = run_eval(bag, "--topic", "/asr/text", "--namespace", ep.ns, "--input", "speech_text",
+                      "--out", tmp_path / "a", "--timeout", 20)
+    assert result.returncode == 0, result.stderr
+    assert "not reset: the replay continues that conversation" in result.stderr
+    assert [user_turns(b) for b in emu.chat_bodies()] == [["said live", "first"]]
+    report = json.loads((tmp_path / "a/report.json").read_text())
+    assert (report["bridge"]["input_topic"], report["utterances"][0]["bridge_session"]) == ("/asr/text", "default")
+    emu.clear_requests()
+    result = run_eval(bag, "--topic", "/asr/text", "--namespace", ep.ns, "--input", "speech_text", "--reset",
+                      "--out", tmp_path / "b", "--timeout", 20)
+    assert result.returncode == 0, result.stderr
+    assert [user_turns(b) for b in emu.chat_bodies()] == [["first"]]
+
+
+# ---------------------------------------------------------------------------------- --record
+def start_record(out, topic, *extra):
+    return subprocess.Popen([sys.executable, "-m", "ollama_bridge_eval", "--record", str(out), "--topic", topic,
+                             "--timeout", "20", *map(str, extra)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("reliability", [ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT])
+def test_record_writes_a_topic_into_an_mcap_bag_that_replays(ros, tmp_path, reliability):
+    """`scripts/eval --record OUT --topic T` where `ros2 bag` is not installed; best effort is what
+    many speech recognisers publish with (sensor-data QoS)."""
+    topic, out = f"/asr{os.getpid()}_{reliability.name.lower()}/text", tmp_path / "talk1"
+    pub = ros.node.create_publisher(String, topic, QoSProfile(depth=10, reliability=reliability))
+    proc = start_record(out, topic, "--count", 3)
+    try:
+        wait_until(lambda: pub.get_subscription_count() >= 1, 30, "the recorder to subscribe")
+        for text in ("hello robot", "what is my name?", "bye"):
+            pub.publish(String(data=text))
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        ros.node.destroy_publisher(pub)
+    assert proc.returncode == 0, stderr
+    assert f"recorded 3 message(s) of {topic} into {out}" in stderr
+    topics, connections = read_bag(out)
+    assert [m.data for _, m in topics[topic]] == ["hello robot", "what is my name?", "bye"]
+    [conn] = connections
+    assert (conn.msgtype, conn.msgdef.data, conn.digest.startswith("RIHS01_")) == (STRING, "string data\n", True)
+    assert [q.reliability.name for q in conn.ext.offered_qos_profiles] == [reliability.name]
+    assert [u.text for u in read_utterances(out, topic).utterances] == ["hello robot", "what is my name?", "bye"]
+
+
+def test_record_stops_on_ctrl_c_with_a_complete_bag(ros, tmp_path):
+    topic, out = f"/asr{os.getpid()}_int/text", tmp_path / "talk"
+    pub = ros.node.create_publisher(String, topic, 10)
+    proc = start_record(out, topic)
+    try:
+        wait_until(lambda: pub.get_subscription_count() >= 1, 30, "the recorder to subscribe")
+        sent = ["one", "two"]
+        for text in sent:
+            pub.publish(String(data=text))
+        assert pub.wait_for_all_acked(Duration(seconds=10))
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        ros.node.destroy_publisher(pub)
+    assert proc.returncode == 0, stderr
+    topics, connections = read_bag(out)                      # metadata.yaml written, storage closed
+    assert [c.topic for c in connections] == [topic]
+    got = [m.data for _, m in topics.get(topic, [])]
+    assert got == sent[:len(got)], "whatever arrived before Ctrl-C, in order"
+
+
+def test_record_without_a_publisher_is_exit_2(tmp_path):
+    result = run_eval("--record", tmp_path / "x", "--topic", f"/nobody{os.getpid()}/speaks", "--timeout", 1)
+    assert result.returncode == 2 and "no publisher on" in result.stderr and not (tmp_path / "x").exists()

@@ -2,16 +2,22 @@
 developer uses them. README's usage section is copied from the commands in this file."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import yaml
+from std_msgs.msg import String
 
-from harness import wait_until
+from harness import fresh_namespace, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
 
@@ -91,13 +97,28 @@ def test_interface_show():
         assert field in out
 
 
+class Launch:
+    """`ros2 launch ollama_bridge LAUNCH_FILE ARGS` in its own process group, logging to a file;
+    `stop()` sends SIGINT (Ctrl-C) and checks that every process finished cleanly."""
+
+    def __init__(self, logs_dir, args: str, launch_file: str = "ollama_bridge.launch.xml", env=None):
+        self.log_path = logs_dir / f"launch_{time.monotonic_ns()}.log"
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(shlex.split(f"ros2 launch ollama_bridge {launch_file} {args}"),
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+    def stop(self, processes: int = 1) -> str:
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(30)
+        text = self.log_path.read_text()
+        assert code == 0, text
+        assert text.count("process has finished cleanly") == processes, text
+        assert "panicked" not in text
+        return text
+
+
 def test_launch_with_namespace_and_remap_then_sigint_stops_everything(ros, emu, logs_dir):
-    log_path = logs_dir / "launch.log"
-    with open(log_path, "w") as log:
-        launch = subprocess.Popen(
-            shlex.split(f"ros2 launch ollama_bridge ollama_bridge.launch.xml namespace:=robot1 "
-                        f"speech_topic:=/asr/text ollama_url:={emu.url} model:=llama3.2"),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    launch = Launch(logs_dir, f"namespace:=robot1 speech_topic:=/asr/text ollama_url:={emu.url} model:=llama3.2")
     ep = ros.endpoints("/robot1")
     asr = ros.node.create_publisher(type(ep.speech_pub.msg_type()), "/asr/text", 10)
     try:
@@ -108,14 +129,67 @@ def test_launch_with_namespace_and_remap_then_sigint_stops_everything(ros, emu, 
         assert final.prompt == "hello from the ASR" and final.done_reason == "stop"
         assert ep.texts.wait_count(1, 10, "response_text")[0].data == final.text
     finally:
-        launch.send_signal(signal.SIGINT)
-        code = launch.wait(15)
         ros.node.destroy_publisher(asr)
         ep.destroy()
-    text = log_path.read_text()
-    assert code == 0, text
-    assert "process has finished cleanly" in text, text
-    assert "panicked" not in text
+        launch.stop()
+
+
+@pytest.mark.parametrize("given", ["none", "model", "ollama_url", "both"])
+def test_launch_arguments_override_the_params_file_only_when_given(ros, emu, logs_dir, tmp_path, given):
+    """params_file's model and ollama_url hold unless `model:=` / `ollama_url:=` are given."""
+    host, port = emu.url.rsplit(":", 1)
+    file_url, arg_url = emu.url, f"http://localhost:{port}"      # the same emulator, named two ways
+    params = tmp_path / "robot.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "model": "qwen3:0.6b", "ollama_url": file_url, "system_prompt": "From the file."}}}))
+    args = {"model": "model:=smollm2:135m", "ollama_url": f"ollama_url:={arg_url}"}
+    chosen = [a for k, a in args.items() if given in (k, "both")]
+    ns = fresh_namespace("launch")
+    launch = Launch(logs_dir, f"namespace:={ns[1:]} params_file:={params} " + " ".join(chosen))
+    ep = ros.endpoints(ns)
+    try:
+        ep.wait_ready(30)
+        expected_model = "smollm2:135m" if given in ("model", "both") else "qwen3:0.6b"
+        expected_url = arg_url if given in ("ollama_url", "both") else file_url
+        assert ep.get_params("model", "ollama_url", "system_prompt") == [expected_model, expected_url,
+                                                                          "From the file."]
+        ep.say("which model?")
+        final = ep.wait_finals(1)[0]
+        assert (final.done_reason, final.model) == ("stop", expected_model), final.error
+    finally:
+        ep.destroy()
+        launch.stop()
+
+
+def test_readme_launch_line_then_record_and_replay_with_scripts_eval(ros, emu, logs_dir, tmp_path):
+    """README: the launch line (speech_topic:=/asr/text), then `scripts/eval --record` and the
+    replay line, which finds the remapped bridge and plays into sessions of its own."""
+    ns = fresh_namespace("robot")
+    launch = Launch(logs_dir, f"namespace:={ns[1:]} speech_topic:=/asr/text ollama_url:={emu.url} model:=llama3.2")
+    asr = ros.node.create_publisher(String, "/asr/text", 10)
+    talk = tmp_path / "talk1"
+    try:
+        record = subprocess.Popen([str(REPO / "scripts/eval"), "--record", str(talk), "--topic", "/asr/text",
+                                   "--count", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_until(lambda: asr.get_subscription_count() >= 2, 30, "the bridge and the recorder on /asr/text")
+        for text in ("my name is Ada", "what is my name?"):
+            asr.publish(String(data=text))
+        _, err = record.communicate(timeout=60)
+        assert record.returncode == 0, err
+        emu.wait_for_requests(2)                 # the robot heard them live, in its session 'default'
+        replay = subprocess.run([str(REPO / "scripts/eval"), str(talk), "--topic", "/asr/text", "--namespace", ns,
+                                 "--seed", "42", "--out", str(tmp_path / "out")],
+                                capture_output=True, text=True, timeout=120)
+        assert replay.returncode == 0, replay.stderr
+    finally:
+        ros.node.destroy_publisher(asr)
+        launch.stop()
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    assert report["bridge"]["input_topic"] == f"{ns}/utterance"
+    assert [(r["bridge_session"], r["answer"]) for r in report["utterances"]] == [
+        ("eval/default", 'You said: "my name is Ada". This is turn 1.'),
+        ("eval/default", 'You said: "what is my name?". This is turn 2.')]
+    assert [b.get("options") for b in emu.chat_bodies()[2:]] == [{"seed": 42, "temperature": 0}] * 2
 
 
 def answer_once_then_stop(ros, proc: subprocess.Popen, namespace: str, stop) -> str:
