@@ -13,7 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    ollama_bridge::logging::init(ollama_bridge::logging::level_from_args(&args));
+    ollama_bridge::ros::logging::init(ollama_bridge::ros::logging::level_from_args(&args));
     let shutdown = async {
         match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
             (Ok(mut int), Ok(mut term)) => {

@@ -1,6 +1,6 @@
 //! The ROS 2 face of the node: creates the node, its parameters, topics and services, spins it
-//! on a thread of its own, and shuts everything down cleanly on SIGINT/SIGTERM. With
-//! `config.rs`, the only code that knows about r2r.
+//! on a thread of its own, and shuts everything down cleanly on SIGINT/SIGTERM. The only code
+//! that knows about r2r.
 //!
 //! Threads: the *spin thread* owns the `Node`; after every `spin_once` it drains r2r's
 //! subscription and service queues (capacity 10 each, overflow = silent loss) on a local
@@ -9,11 +9,14 @@
 
 mod cdr;
 mod inputs;
+pub mod logging;
 mod outputs;
+mod params;
 mod services;
 
 use crate::bridge::Bridge;
-use crate::config::{Config, ConfigHandle, InvalidParam, LiveParams, Params};
+use crate::config::{Config, ConfigHandle, InvalidParam, Params};
+use params::LiveParams;
 use futures::executor::LocalPool;
 use futures::future::BoxFuture;
 use futures::task::LocalSpawnExt;
@@ -78,7 +81,7 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     }
     let ctx = r2r::Context::create()?;
     let mut node = r2r::Node::create(ctx, NODE_NAME, "")?;
-    crate::logging::set_ros_logger(node.logger());
+    logging::set_ros_logger(node.logger());
 
     let params = Arc::new(Mutex::new(LiveParams { values: Params::with_defaults(), model_check: None }));
     let (param_service, param_events) = node.make_derived_parameter_handler(params.clone())?;
@@ -103,7 +106,7 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
 
     let snapshot = config.get();
     log::info!("ready: model '{}' at {} (max_concurrent_requests {}, history {} turns)", snapshot.model,
-        snapshot.ollama_url, snapshot.max_concurrent_requests, snapshot.max_history_turns);
+        crate::config::redact_url(&snapshot.ollama_url), snapshot.max_concurrent_requests, snapshot.max_history_turns);
 
     let running = Arc::new(AtomicBool::new(true));
     let spin_thread = spin_in_thread(node, drains, runtime.handle().clone(), running.clone())?;

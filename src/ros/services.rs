@@ -4,7 +4,8 @@
 
 use super::StartError;
 use crate::bridge::Bridge;
-use crate::config::{Config, ConfigHandle, LiveParams};
+use super::params::LiveParams;
+use crate::config::{Config, ConfigHandle};
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use r2r::ollama_bridge_msgs::srv::{Reset, SetModel};
