@@ -45,7 +45,9 @@ parameters! {
     session_ttl_s: f64 = 3600.0, Kind::Float { min: 0.0, max: 1e9 }, false;
     /// Requests streaming at once across all sessions (read at start)
     max_concurrent_requests: i64 = 4, Kind::Int { min: 1, max: 1024 }, true;
-    /// Give up when Ollama sends nothing for this many seconds (also mid-stream)
+    /// Give up when the first streamed line has not come after this many seconds (model load, queue, prompt evaluation)
+    load_timeout_s: f64 = 300.0, SECONDS, false;
+    /// Give up when Ollama is silent this many seconds between two streamed lines
     request_timeout_s: f64 = 60.0, SECONDS, false;
     /// Give up connecting to Ollama after this many seconds
     connect_timeout_s: f64 = 5.0, SECONDS, false;
@@ -59,6 +61,10 @@ parameters! {
     max_sessions: i64 = 1000, Kind::Int { min: 1, max: MANY }, false;
     /// Folder where completed exchanges are appended (one JSONL file per session; "" = in memory only; read at start)
     history_dir: String = "", Kind::Text, true;
+    /// QoS reliability of the speech_text and utterance subscriptions: reliable, or best_effort to hear sensor-data publishers (read at start)
+    input_reliability: String = "reliable", Kind::Choice(&["reliable", "best_effort"]), true;
+    /// Not used (the node times everything by the wall clock); declared as on every ROS 2 node so launch files may pass it
+    use_sim_time: bool = false, Kind::Bool, true;
 }
 
 /// The default `system_prompt`: a short spoken-style robot persona.
@@ -86,6 +92,9 @@ pub struct Config {
     pub max_history_turns: usize,
     pub session_ttl: Option<Duration>,
     pub max_concurrent_requests: usize,
+    /// Longest wait for the first streamed line (`load_timeout_s`).
+    pub load_timeout: Duration,
+    /// Longest silence between two streamed lines (`request_timeout_s`).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_retries: u32,
@@ -160,6 +169,7 @@ impl Config {
             max_history_turns: count("max_history_turns", p.max_history_turns)?,
             session_ttl: (!ttl.is_zero()).then_some(ttl),
             max_concurrent_requests: count("max_concurrent_requests", p.max_concurrent_requests)?,
+            load_timeout: Duration::from_secs_f64(p.load_timeout_s),
             request_timeout: Duration::from_secs_f64(p.request_timeout_s),
             connect_timeout: Duration::from_secs_f64(p.connect_timeout_s),
             max_retries: u32::try_from(p.max_retries).map_err(|_| invalid("max_retries", "out of range"))?,
@@ -175,6 +185,8 @@ impl Config {
 
     /// The Ollama client settings this config asks for, with `api_key` (see [`api_key_from_env`]).
     pub fn client_config(&self, api_key: Option<String>) -> ClientConfig {
+        // TODO(load_timeout): map `load_timeout: self.load_timeout` once ClientConfig has the
+        // field (added in src/ollama by the change that splits the first-line and idle timeouts).
         ClientConfig {
             base_url: self.ollama_url.clone(),
             connect_timeout: self.connect_timeout,

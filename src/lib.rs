@@ -9,6 +9,7 @@
 //!   (`speech_text`, `utterance`), publishers (`response_partial`, `response_final`,
 //!   `response_text`), services (`reset`, `set_model`), `log` → ROS logging (`ros::logging`),
 //!   the spin thread and signal-driven shutdown.
+//! * `cli`: the command line outside `--ros-args` (`--help`, exit codes).
 //! * `config`: the parameter table (`Params`, one documented row per parameter with type, range
 //!   and default), its validation, and the parsed `Config` snapshot each request reads. No ROS.
 //! * `bridge`: admits inputs into per-session queues, runs them with bounded concurrency,
@@ -21,6 +22,7 @@
 //!   the error enum that names every failure.
 
 pub mod bridge;
+pub mod cli;
 pub mod config;
 pub mod exchange;
 pub mod history_files;
