@@ -148,3 +148,18 @@ def test_a_password_in_ollama_url_is_shown_nowhere_and_writing_it_back_keeps_it(
     assert published and all(v == shown for v in published), published
     assert "s3cret" not in node.log()
     node.assert_healthy()
+
+
+def test_the_shipped_params_file_declares_exactly_the_node_parameters_with_their_defaults(cli_bridge):
+    import yaml
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "config/params.yaml"
+    shipped = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+    node, ep, name = cli_bridge(extra_args=["--params-file", str(path)])
+    listed = set(ros2(f"ros2 param list {name}").split())
+    assert listed - set(shipped) == {"use_sim_time"} and set(shipped) <= listed, (listed, set(shipped))
+    assert "not a parameter of this node" not in node.log()
+    shown = dict(zip(shipped, ep.get_params(*shipped)))
+    assert shown == shipped
+    assert f"default {shipped['max_retries']})" in subprocess.run(
+        [str(__import__("harness").NODE_BINARY), "--help"], capture_output=True, text=True).stdout
