@@ -7,6 +7,12 @@
 //! executor, handing each message to the bridge without waiting, and checks the QoS of the
 //! input publishers (`qos_watch`). The tokio runtime runs the requests, `set_model` checks and
 //! parameter changes.
+//!
+//! Modules: `inputs` / `cdr` (subscriptions, raw CDR decoding), `outputs` (publishers),
+//! `services` (`reset`, `set_model`), `params` / `param_services` (the ROS parameters and
+//! their services and events), `qos_watch` (input publishers whose QoS cannot match),
+//! `rcl_args` (the command line as rcl parses it, remapped topic names), `logging` / `rosout`
+//! (`log` → console and `/rosout`), `start_error` (why the node could not start, exit codes).
 
 mod cdr;
 mod inputs;
