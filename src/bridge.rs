@@ -330,7 +330,7 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
             }
         };
         let response = &outcome.response;
-        log::info!("request {} (session '{}'): {} after {:.2}s, {} chars out{}", response.request_id,
+        log::log!(if response.ending.error().is_empty() { log::Level::Info } else { log::Level::Warn }, "request {} (session '{}'): {} after {:.2}s, {} chars out{}", response.request_id,
             printable(&session_id), response.ending.done_reason(), response.total_time_s, response.text.len(),
             if response.ending.error().is_empty() { String::new() } else { format!(": {}", response.ending.error()) });
         // A cancelled answer enters the history as far as the text-to-speech node said it.

@@ -1,13 +1,16 @@
-//! Node parameters.
+//! The node's parameters and the validated [`Config`] a request reads. No ROS here.
 //!
-//! [`Params`] is what ROS sees (`ros2 param list/get/set/describe`): flat, typed, each field's doc
-//! line is its description. [`LiveParams`] wraps it to veto bad values at `ros2 param set` time
-//! (the rclcpp on-set callback's job). [`Config`] is the parsed snapshot a request reads; the
-//! bridge swaps in a new one whenever a parameter changes, so changes apply to the next request.
+//! [`Params`] is declared once below (one documented field per parameter, with its default, type,
+//! range and whether it is read-only); the `parameters!` macro (see [`params`]) derives the
+//! [`PARAMS`] table from it, which the ROS layer (`ros::params`) serves to `ros2 param` and
+//! `--help` prints. [`Config`] is the parsed snapshot a request uses; the ROS layer swaps in a
+//! new one after every accepted change, so changes apply to the next request.
+
+pub mod params;
 
 use crate::ollama::{ClientConfig, Format, KeepAlive};
-use indexmap::IndexMap;
-use r2r::{Parameter, ParameterValue, RosParams};
+use params::{parameters, Kind};
+pub use params::{redact_url, spec, ParamSpec};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -16,89 +19,69 @@ use std::time::Duration;
 /// Where Ollama listens when neither `ollama_url` nor `OLLAMA_HOST` say otherwise.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
 
-/// The node's ROS parameters, with their defaults in [`Params::with_defaults`].
-#[derive(RosParams, Debug, Clone, Default)]
-pub struct Params {
-    /// Ollama server URL ("" = $OLLAMA_HOST as Ollama's client reads it, else http://127.0.0.1:11434)
-    pub ollama_url: String,
+/// Seconds: from 1 ms to about 31 years.
+const SECONDS: Kind = Kind::Float { min: 0.001, max: 1e9 };
+/// Largest count a user could mean (inputs of a billion characters, ...).
+const MANY: i64 = 1_000_000_000;
+
+parameters! {
+    /// Ollama server URL ("" = $OLLAMA_HOST as Ollama's client reads it, else http://127.0.0.1:11434); a password in it is shown as ***
+    ollama_url: String = default_ollama_url(), Kind::Text, false;
     /// Model used for new requests; changes are checked against the server first
-    pub model: String,
+    model: String = "llama3.2", Kind::Text, false;
     /// System prompt sent first in every conversation ("" = none)
-    pub system_prompt: String,
+    system_prompt: String = DEFAULT_SYSTEM_PROMPT, Kind::Text, false;
     /// JSON object passed to Ollama as `options` (e.g. {"temperature":0,"seed":42,"num_ctx":4096})
-    pub options_json: String,
-    /// Ollama keep_alive: "" = server default, seconds ("300", "-1" = forever) or a duration ("10m")
-    pub keep_alive: String,
+    options_json: String = "{}", Kind::Text, false;
+    /// Ollama keep_alive: "" = server default, seconds (300, -1 = forever) or a duration ("10m")
+    keep_alive: String = "", Kind::TextOrNumber, false;
     /// Output format: "" = free text, "json", or a JSON schema object
-    pub format: String,
+    format: String = "", Kind::Text, false;
     /// Let thinking models think (thinking is never spoken; false keeps replies fast)
-    pub think: bool,
+    think: bool = false, Kind::Bool, false;
     /// Completed exchanges kept per session (oldest dropped first; the system prompt is always kept)
-    pub max_history_turns: i64,
+    max_history_turns: i64 = 20, Kind::Int { min: 0, max: MANY }, false;
     /// Forget a session after this many idle seconds (0 = never)
-    pub session_ttl_s: f64,
+    session_ttl_s: f64 = 3600.0, Kind::Float { min: 0.0, max: 1e9 }, false;
     /// Requests streaming at once across all sessions (read at start)
-    pub max_concurrent_requests: i64,
-    /// Give up when Ollama sends nothing for this many seconds (also mid-stream)
-    pub request_timeout_s: f64,
+    max_concurrent_requests: i64 = 4, Kind::Int { min: 1, max: 1024 }, true;
+    /// Give up when the first streamed line has not come after this many seconds (model load, queue, prompt evaluation)
+    load_timeout_s: f64 = 300.0, SECONDS, false;
+    /// Give up when Ollama is silent this many seconds between two streamed lines
+    request_timeout_s: f64 = 60.0, SECONDS, false;
     /// Give up connecting to Ollama after this many seconds
-    pub connect_timeout_s: f64,
+    connect_timeout_s: f64 = 5.0, SECONDS, false;
     /// Retries of a request that failed before any output (connection refused, 503, ...)
-    pub max_retries: i64,
+    max_retries: i64 = 2, Kind::Int { min: 0, max: 100 }, false;
     /// Inputs longer than this many characters are rejected with an error response
-    pub max_input_chars: i64,
+    max_input_chars: i64 = 8000, Kind::Int { min: 1, max: MANY }, false;
     /// Inputs waiting per session; more are rejected with an error response
-    pub max_queue_per_session: i64,
+    max_queue_per_session: i64 = 32, Kind::Int { min: 1, max: MANY }, false;
     /// Sessions kept in memory; the least recently used idle one is evicted beyond this
-    pub max_sessions: i64,
-    /// Folder where completed exchanges are appended (one JSONL file per session; "" = in memory only)
-    pub history_dir: String,
+    max_sessions: i64 = 1000, Kind::Int { min: 1, max: MANY }, false;
+    /// Folder where completed exchanges are appended (one JSONL file per session; "" = in memory only; read at start)
+    history_dir: String = "", Kind::Text, true;
+    /// QoS reliability of the speech_text and utterance subscriptions: reliable, or best_effort to hear sensor-data publishers (read at start)
+    input_reliability: String = "reliable", Kind::Choice(&["reliable", "best_effort"]), true;
+    /// Not used (the node times everything by the wall clock); declared as on every ROS 2 node so launch files may pass it
+    use_sim_time: bool = false, Kind::Bool, true;
     /// Remove Markdown and emoji from the sentence topics and response_text (partials and Response.text stay raw)
-    pub speech_filter: bool,
+    speech_filter: bool = true, Kind::Bool, false;
     /// Sentences shorter than this many characters join the next one
-    pub min_sentence_chars: i64,
-    /// A run-on sentence is cut (at the last comma or space) before this many characters
-    pub max_sentence_chars: i64,
+    min_sentence_chars: i64 = 10, Kind::Int { min: 0, max: 1000 }, false;
+    /// A run-on sentence is cut (at its last comma or space) before this many characters
+    max_sentence_chars: i64 = 200, Kind::Int { min: 20, max: 100_000 }, false;
     /// An input for a session whose answer is still streaming cancels that answer and is answered next
-    pub barge_in: bool,
-    /// Load the model at start and after every model change, so the first answer does not wait for it
-    pub warm_up: bool,
+    barge_in: bool = false, Kind::Bool, false;
+    /// Load the model at start and after every model change, so the first answer does not wait for the load
+    warm_up: bool = true, Kind::Bool, false;
     /// Unload the model from the server (keep_alive 0) when the node stops
-    pub unload_on_exit: bool,
+    unload_on_exit: bool = false, Kind::Bool, false;
 }
 
-impl Params {
-    /// Defaults, with `ollama_url` taken from `OLLAMA_HOST` when set.
-    pub fn with_defaults() -> Params {
-        Params {
-            ollama_url: default_ollama_url(),
-            model: "llama3.2".into(),
-            system_prompt: "You are a friendly robot assistant. Answer in one to three short spoken \
-                            sentences, in plain words without markdown, lists or emoji."
-                .into(),
-            options_json: "{}".into(),
-            keep_alive: String::new(),
-            format: String::new(),
-            think: false,
-            max_history_turns: 20,
-            session_ttl_s: 3600.0,
-            max_concurrent_requests: 4,
-            request_timeout_s: 60.0,
-            connect_timeout_s: 5.0,
-            max_retries: 2,
-            max_input_chars: 8000,
-            max_queue_per_session: 32,
-            max_sessions: 1000,
-            history_dir: String::new(),
-            speech_filter: true,
-            min_sentence_chars: 10,
-            max_sentence_chars: 200,
-            barge_in: false,
-            warm_up: true,
-            unload_on_exit: false,
-        }
-    }
-}
+/// The default `system_prompt`: a short spoken-style robot persona.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a friendly robot assistant. Answer in one to three short spoken \
+    sentences, in plain words without markdown, lists or emoji.";
 
 /// `OLLAMA_HOST` as Ollama's own client reads it, else [`DEFAULT_OLLAMA_URL`].
 pub fn default_ollama_url() -> String {
@@ -121,6 +104,9 @@ pub struct Config {
     pub max_history_turns: usize,
     pub session_ttl: Option<Duration>,
     pub max_concurrent_requests: usize,
+    /// Longest wait for the first streamed line (`load_timeout_s`).
+    pub load_timeout: Duration,
+    /// Longest silence between two streamed lines (`request_timeout_s`).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub max_retries: u32,
@@ -139,7 +125,7 @@ pub struct Config {
 /// A parameter that failed validation: its name and a message for `ros2 param set` / the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvalidParam {
-    pub name: &'static str,
+    pub name: String,
     pub message: String,
 }
 
@@ -149,22 +135,13 @@ impl std::fmt::Display for InvalidParam {
     }
 }
 
-fn invalid(name: &'static str, message: impl Into<String>) -> InvalidParam {
-    InvalidParam { name, message: message.into() }
+fn invalid(name: &str, message: impl Into<String>) -> InvalidParam {
+    InvalidParam { name: name.to_string(), message: message.into() }
 }
 
-fn seconds(name: &'static str, value: f64, allow_zero: bool) -> Result<Duration, InvalidParam> {
-    if !value.is_finite() || value < 0.0 || (!allow_zero && value == 0.0) || value > 1e9 {
-        return Err(invalid(name, format!("{value} is not a valid number of seconds")));
-    }
-    Ok(Duration::from_secs_f64(value))
-}
-
-fn count(name: &'static str, value: i64, min: i64) -> Result<usize, InvalidParam> {
-    if value < min {
-        return Err(invalid(name, format!("{value} is below the minimum of {min}")));
-    }
-    usize::try_from(value).map_err(|_| invalid(name, "out of range"))
+/// A count the table's range already holds, as `usize`.
+fn count(name: &str, value: i64) -> Result<usize, InvalidParam> {
+    usize::try_from(value).map_err(|_| invalid(name, format!("{value} is out of range")))
 }
 
 /// Parses `options_json`: empty or a JSON object.
@@ -182,21 +159,23 @@ pub fn parse_options(text: &str) -> Result<Option<Map<String, Value>>, InvalidPa
 }
 
 impl Config {
-    /// Validates every parameter; the first bad one is reported.
+    /// Validates every parameter (types and ranges from [`PARAMS`], then the texts: URL, JSON,
+    /// keep_alive, format); the first bad one is reported.
     pub fn from_params(p: &Params) -> Result<Config, InvalidParam> {
+        p.check()?;
         let ollama_url = match p.ollama_url.trim() {
             "" => default_ollama_url(),
             url => url.trim_end_matches('/').to_string(),
         };
         if !(ollama_url.starts_with("http://") || ollama_url.starts_with("https://")) {
-            return Err(invalid("ollama_url", format!("'{}' must start with http:// or https://", p.ollama_url)));
+            return Err(invalid("ollama_url", format!("'{}' must start with http:// or https://", redact_url(&p.ollama_url))));
         }
         if p.model.trim().is_empty() {
             return Err(invalid("model", "must not be empty"));
         }
         let keep_alive = KeepAlive::parse_param(&p.keep_alive).map_err(|e| invalid("keep_alive", e.message))?;
         let format = Format::parse_param(&p.format).map_err(|e| invalid("format", e.message))?;
-        let ttl = seconds("session_ttl_s", p.session_ttl_s, true)?;
+        let ttl = Duration::from_secs_f64(p.session_ttl_s);
         Ok(Config {
             ollama_url,
             model: p.model.trim().to_string(),
@@ -205,22 +184,23 @@ impl Config {
             keep_alive,
             format,
             think: p.think,
-            max_history_turns: count("max_history_turns", p.max_history_turns, 0)?,
+            max_history_turns: count("max_history_turns", p.max_history_turns)?,
             session_ttl: (!ttl.is_zero()).then_some(ttl),
-            max_concurrent_requests: count("max_concurrent_requests", p.max_concurrent_requests, 1)?,
-            request_timeout: seconds("request_timeout_s", p.request_timeout_s, false)?,
-            connect_timeout: seconds("connect_timeout_s", p.connect_timeout_s, false)?,
-            max_retries: count("max_retries", p.max_retries, 0)?.min(100) as u32,
-            max_input_chars: count("max_input_chars", p.max_input_chars, 1)?,
-            max_queue_per_session: count("max_queue_per_session", p.max_queue_per_session, 1)?,
-            max_sessions: count("max_sessions", p.max_sessions, 1)?,
+            max_concurrent_requests: count("max_concurrent_requests", p.max_concurrent_requests)?,
+            load_timeout: Duration::from_secs_f64(p.load_timeout_s),
+            request_timeout: Duration::from_secs_f64(p.request_timeout_s),
+            connect_timeout: Duration::from_secs_f64(p.connect_timeout_s),
+            max_retries: u32::try_from(p.max_retries).map_err(|_| invalid("max_retries", "out of range"))?,
+            max_input_chars: count("max_input_chars", p.max_input_chars)?,
+            max_queue_per_session: count("max_queue_per_session", p.max_queue_per_session)?,
+            max_sessions: count("max_sessions", p.max_sessions)?,
             history_dir: match p.history_dir.trim() {
                 "" => None,
                 dir => Some(PathBuf::from(dir)),
             },
             speech_filter: p.speech_filter,
-            min_sentence_chars: count("min_sentence_chars", p.min_sentence_chars, 0)?,
-            max_sentence_chars: count("max_sentence_chars", p.max_sentence_chars, 20)?,
+            min_sentence_chars: count("min_sentence_chars", p.min_sentence_chars)?,
+            max_sentence_chars: count("max_sentence_chars", p.max_sentence_chars)?,
             barge_in: p.barge_in,
             warm_up: p.warm_up,
             unload_on_exit: p.unload_on_exit,
@@ -229,6 +209,8 @@ impl Config {
 
     /// The Ollama client settings this config asks for, with `api_key` (see [`api_key_from_env`]).
     pub fn client_config(&self, api_key: Option<String>) -> ClientConfig {
+        // TODO(load_timeout): map `load_timeout: self.load_timeout` once ClientConfig has the
+        // field (added in src/ollama by the change that splits the first-line and idle timeouts).
         ClientConfig {
             base_url: self.ollama_url.clone(),
             connect_timeout: self.connect_timeout,
@@ -263,66 +245,22 @@ impl ConfigHandle {
     }
 }
 
-/// Checks that a model exists before `ros2 param set model` accepts it.
-pub type ModelCheck = Box<dyn Fn(&str) -> Result<(), String> + Send>;
-
-/// [`Params`] as registered with r2r: every `ros2 param set` is validated (and a new `model`
-/// checked against the server) before it is accepted, so a bad value gets `successful: false`
-/// with a reason and never reaches a request.
-pub struct LiveParams {
-    pub values: Params,
-    pub model_check: Option<ModelCheck>,
-}
-
-fn to_r2r_error(e: InvalidParam) -> r2r::Error {
-    r2r::Error::ParameterValueConv { name: e.name.to_string(), msg: e.message }
-}
-
-impl LiveParams {
-    fn validate_change(&self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
-        let mut candidate = self.values.clone();
-        candidate.set_parameter(name, value)?;
-        Config::from_params(&candidate).map_err(to_r2r_error)?;
-        if name == "model" {
-            if let (Some(check), ParameterValue::String(model)) = (&self.model_check, value) {
-                if model.trim() != self.values.model {
-                    check(model.trim()).map_err(|msg| r2r::Error::ParameterValueConv { name: "model".into(), msg })?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl RosParams for LiveParams {
-    fn register_parameters(
-        &mut self, prefix: &str, param: Option<Parameter>, params: &mut IndexMap<String, Parameter>,
-    ) -> r2r::Result<()> {
-        self.values.register_parameters(prefix, param, params)?;
-        Config::from_params(&self.values).map(|_| ()).map_err(to_r2r_error)
-    }
-    fn get_parameter(&mut self, name: &str) -> r2r::Result<ParameterValue> {
-        self.values.get_parameter(name)
-    }
-    fn set_parameter(&mut self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
-        self.validate_change(name, value)?;
-        self.values.set_parameter(name, value)
-    }
-    fn check_parameter(&self, name: &str, value: &ParameterValue) -> r2r::Result<()> {
-        self.validate_change(name, value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::params::Value as V;
     use super::*;
 
     #[test]
-    fn defaults_are_valid() {
-        let c = Config::from_params(&Params::with_defaults()).expect("defaults validate");
+    fn defaults_are_valid_and_every_row_has_a_field() {
+        let p = Params::with_defaults();
+        let c = Config::from_params(&p).expect("defaults validate");
         assert_eq!(c.options, None);
         assert_eq!(c.format, None);
         assert!(c.max_concurrent_requests >= 1);
+        for spec in PARAMS {
+            assert!(p.get(spec.name).is_some(), "{}", spec.name);
+            assert!(!spec.description().is_empty(), "{}", spec.name);
+        }
     }
 
     #[test]
@@ -344,20 +282,65 @@ mod tests {
         let mut p = Params::with_defaults();
         p.model = " ".into();
         assert_eq!(Config::from_params(&p).unwrap_err().name, "model");
+        let mut p = Params::with_defaults();
+        p.max_concurrent_requests = 0;
+        assert_eq!(Config::from_params(&p).unwrap_err().name, "max_concurrent_requests");
     }
 
     #[test]
-    fn live_params_veto_bad_sets_and_keep_the_old_value() {
-        let mut live = LiveParams { values: Params::with_defaults(), model_check: None };
-        let err = live.set_parameter("options_json", &ParameterValue::String("[]".into()));
-        assert!(err.is_err());
-        assert_eq!(live.values.options_json, "{}");
-        live.set_parameter("options_json", &ParameterValue::String("{\"seed\":3}".into())).unwrap();
-        assert_eq!(live.values.options_json, "{\"seed\":3}");
-        live.model_check = Some(Box::new(|m: &str| if m == "ok" { Ok(()) } else { Err(format!("no model {m}")) }));
-        assert!(live.set_parameter("model", &ParameterValue::String("missing".into())).is_err());
-        assert_eq!(live.values.model, "llama3.2");
-        live.set_parameter("model", &ParameterValue::String("ok".into())).unwrap();
-        assert_eq!(live.values.model, "ok");
+    fn set_converts_numbers_as_users_write_them() {
+        let mut p = Params::with_defaults();
+        p.set("request_timeout_s", V::Int(120)).unwrap();
+        assert_eq!(p.request_timeout_s, 120.0);
+        p.set("keep_alive", V::Int(-1)).unwrap();
+        assert_eq!(p.keep_alive, "-1");
+        p.set("keep_alive", V::Float(300.0)).unwrap();
+        assert_eq!(p.keep_alive, "300");
+        p.set("keep_alive", V::Text("10m".into())).unwrap();
+        assert_eq!(p.keep_alive, "10m");
+        p.set("max_retries", V::Float(3.0)).unwrap();
+        assert_eq!(p.max_retries, 3);
+        assert!(p.set("max_retries", V::Float(3.5)).unwrap_err().message.contains("expected an integer"));
+        assert!(p.set("think", V::Int(1)).unwrap_err().message.contains("expected true or false"));
+        assert!(p.set("model", V::Int(3)).is_err());
+        assert!(p.set("no_such", V::Int(3)).unwrap_err().message.contains("no such parameter"));
+    }
+
+    #[test]
+    fn set_enforces_the_ranges_it_declares() {
+        let mut p = Params::with_defaults();
+        let err = p.set("max_retries", V::Int(-1)).unwrap_err();
+        assert_eq!(err.message, "-1 is out of range: allowed 0 to 100");
+        assert!(p.set("request_timeout_s", V::Int(0)).is_err());
+        assert!(p.set("session_ttl_s", V::Int(0)).is_ok());
+        assert!(p.set("max_concurrent_requests", V::Int(1025)).is_err());
+        assert_eq!(p.max_retries, 2, "a refused value leaves the old one");
+    }
+
+    #[test]
+    fn the_url_password_is_never_shown_and_never_replaced_by_its_mark() {
+        let mut p = Params::with_defaults();
+        p.set("ollama_url", V::Text("http://robot:s3cret@10.0.0.5:8080/ollama".into())).unwrap();
+        let shown = p.exposed("ollama_url").unwrap();
+        assert_eq!(shown, V::Text("http://robot:***@10.0.0.5:8080/ollama".into()));
+        // writing back what was read keeps the real password
+        p.set("ollama_url", shown).unwrap();
+        assert_eq!(p.ollama_url, "http://robot:s3cret@10.0.0.5:8080/ollama");
+        // the mark with another host or user is not a password
+        assert!(p.set("ollama_url", V::Text("http://robot:***@evil:8080".into())).is_err());
+        assert!(p.set("ollama_url", V::Text("http://admin:***@10.0.0.5:8080/ollama".into())).is_err());
+        assert_eq!(p.ollama_url, "http://robot:s3cret@10.0.0.5:8080/ollama");
+        // a new real password is taken
+        p.set("ollama_url", V::Text("http://robot:n3w@10.0.0.5:8080".into())).unwrap();
+        assert_eq!(Config::from_params(&p).unwrap().ollama_url, "http://robot:n3w@10.0.0.5:8080");
+    }
+
+    #[test]
+    fn redaction_keeps_everything_but_the_password() {
+        assert_eq!(redact_url("http://u:p@h:1"), "http://u:***@h:1");
+        assert_eq!(redact_url("https://u:p:q@h/x?y=@z"), "https://u:***@h/x?y=@z");
+        assert_eq!(redact_url("http://h:11434/a@b"), "http://h:11434/a@b");
+        assert_eq!(redact_url("http://u@h"), "http://u@h");
+        assert_eq!(redact_url(""), "");
     }
 }

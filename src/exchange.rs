@@ -71,6 +71,7 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         session_id: request.session_id.clone(),
         request_id: request.id,
         prompt: request.text.clone(),
+        speech: progress.text.clone(), // TODO(speech): the joined speakable sentences
         text: progress.text,
         model: config.model.clone(),
         ending,
@@ -79,7 +80,6 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         total_time_s: since(Instant::now()),
         chunk_count: progress.seq,
         server: config.ollama_url.clone(),
-        speech: progress.text.clone(), // TODO(speech): the joined speakable sentences
     };
     ExchangeOutcome { response, turn }
 }

@@ -5,11 +5,13 @@
 //!
 //! # Layout (in data-path order)
 //!
-//! * `ros`: the ROS face: node, parameters, subscriptions (`speech_text`, `utterance`),
-//!   publishers (`response_partial`, `response_final`, `response_text`), services (`reset`,
-//!   `set_model`), the spin thread and signal-driven shutdown. The only r2r user besides `config`.
-//! * `config`: parameters (`Params`, shown by `ros2 param`), their validation, and the parsed
-//!   `Config` snapshot each request reads.
+//! * `ros`: the ROS face and the only r2r user: node, parameters (`ros::params`), subscriptions
+//!   (`speech_text`, `utterance`), publishers (`response_partial`, `response_final`,
+//!   `response_text`), services (`reset`, `set_model`), `log` → ROS logging (`ros::logging`),
+//!   the spin thread and signal-driven shutdown.
+//! * `cli`: the command line outside `--ros-args` (`--help`, exit codes).
+//! * `config`: the parameter table (`Params`, one documented row per parameter with type, range
+//!   and default), its validation, and the parsed `Config` snapshot each request reads. No ROS.
 //! * `bridge`: admits inputs into per-session queues, runs them with bounded concurrency,
 //!   commits completed exchanges, answers reset and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
@@ -18,13 +20,12 @@
 //! * `history_files`: durable JSONL history per session (`history_dir`).
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure.
-//! * `logging`: `log` → ROS logging.
 
 pub mod bridge;
+pub mod cli;
 pub mod config;
 pub mod exchange;
 pub mod history_files;
-pub mod logging;
 pub mod ollama;
 pub mod outputs;
 pub mod ros;

@@ -13,10 +13,20 @@ use std::time::Instant;
 
 /// Reliable, deep: a burst of recognised speech (or a replayed bag) must not be dropped.
 pub const INPUT_QOS: QosProfile = QosProfile::default().reliable().keep_last(1000);
+/// With `input_reliability: best_effort`: matches best-effort (sensor-data) publishers as well
+/// as reliable ones, which then deliver without retransmission.
+pub const BEST_EFFORT_INPUT_QOS: QosProfile = QosProfile::default().best_effort().keep_last(1000);
+/// The input topics (relative names).
+pub const INPUTS: [&str; 2] = ["speech_text", "utterance"];
 
-/// Subscribes both inputs; returns their drain loops, to be run on the spin thread.
-pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge) -> Result<Vec<BoxFuture<'static, ()>>, super::StartError> {
-    let mut speech = node.subscribe_raw("speech_text", "std_msgs/msg/String", INPUT_QOS)?;
+/// The QoS of the input subscriptions for an `input_reliability` value.
+pub fn input_qos(reliability: &str) -> QosProfile {
+    if reliability == "best_effort" { BEST_EFFORT_INPUT_QOS } else { INPUT_QOS }
+}
+
+/// Subscribes both inputs with `qos`; returns their drain loops, to be run on the spin thread.
+pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge, qos: QosProfile) -> Result<Vec<BoxFuture<'static, ()>>, super::StartError> {
+    let mut speech = node.subscribe_raw(INPUTS[0], "std_msgs/msg/String", qos.clone())?;
     let b = bridge.clone();
     let speech_loop = async move {
         while let Some(bytes) = speech.next().await {
@@ -26,7 +36,7 @@ pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge) -> Result<Vec<BoxFuture<
             }
         }
     };
-    let mut utterances = node.subscribe_raw("utterance", "ollama_bridge_msgs/msg/Utterance", INPUT_QOS)?;
+    let mut utterances = node.subscribe_raw(INPUTS[1], "ollama_bridge_msgs/msg/Utterance", qos)?;
     let b = bridge.clone();
     let utterance_loop = async move {
         while let Some(bytes) = utterances.next().await {

@@ -2,51 +2,52 @@
 //! thread; `reset` and `cancel` are answered there at once, `set_model` asks the Ollama server first (in a tokio task)
 //! and then responds.
 
+use super::params::ParamStore;
 use super::StartError;
 use crate::bridge::Bridge;
-use crate::config::{Config, ConfigHandle, LiveParams};
+use crate::config::ConfigHandle;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use r2r::ollama_bridge_msgs::srv::{Cancel, Reset, SetModel};
+use r2r::rcl_interfaces::msg::{Parameter, ParameterType, ParameterValue};
 use r2r::QosProfile;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Everything `set_model` needs to switch the model for the next requests.
 #[derive(Clone)]
 pub struct ModelSwitch {
-    pub bridge: Bridge,
-    pub params: Arc<Mutex<LiveParams>>,
+    pub params: Arc<ParamStore>,
     pub config: ConfigHandle,
 }
 
 impl ModelSwitch {
-    /// Checks `model` on the server; switches only if it exists. Returns (success, message, previous).
+    /// Sets the `model` parameter (checked on the server first, announced on
+    /// `/parameter_events`). Returns (success, message, previous).
     pub async fn switch(&self, model: &str) -> (bool, String, String) {
         let model = model.trim();
         let previous = self.config.get().model.clone();
-        if let Err(why) = self.bridge.check_model(model).await {
+        let value = ParameterValue {
+            type_: ParameterType::PARAMETER_STRING as u8,
+            string_value: model.to_string(),
+            ..Default::default()
+        };
+        if let Err(why) = self.params.set(&[Parameter { name: "model".into(), value }]).await {
             log::warn!("set_model '{model}' refused: {why}");
             return (false, format!("{why}; still using '{previous}'"), previous);
-        }
-        let mut params = self.params.lock().unwrap_or_else(|e| e.into_inner());
-        params.values.model = model.to_string();
-        match Config::from_params(&params.values) {
-            Ok(config) => self.config.set(config),
-            Err(e) => {
-                params.values.model = previous.clone();
-                return (false, e.to_string(), previous);
-            }
         }
         log::info!("model switched from '{previous}' to '{model}' (requests already streaming finish on '{previous}')");
         (true, format!("model set to '{model}' (was '{previous}')"), previous)
     }
 }
 
-/// Creates both services; returns their request loops, to be run on the spin thread.
-pub fn serve(node: &mut r2r::Node, switch: ModelSwitch, runtime: &tokio::runtime::Handle) -> Result<Vec<BoxFuture<'static, ()>>, StartError> {
+/// Creates the services; returns their request loops, to be run on the spin thread.
+pub fn serve(
+    node: &mut r2r::Node, switch: ModelSwitch, bridge: Bridge, runtime: &tokio::runtime::Handle,
+) -> Result<Vec<BoxFuture<'static, ()>>, StartError> {
     let mut resets = node.create_service::<Reset::Service>("reset", QosProfile::services_default())?;
-    let bridge = switch.bridge.clone();
+    let (bridge, reset_bridge) = (bridge.clone(), bridge);
     let reset_loop = async move {
+        let bridge = reset_bridge;
         while let Some(req) = resets.next().await {
             let answer = bridge.reset(&req.message.session_id);
             if let Err(e) = req.respond(Reset::Response { success: answer.success, message: answer.message }) {
@@ -55,7 +56,6 @@ pub fn serve(node: &mut r2r::Node, switch: ModelSwitch, runtime: &tokio::runtime
         }
     };
     let mut cancels = node.create_service::<Cancel::Service>("cancel", QosProfile::services_default())?;
-    let bridge = switch.bridge.clone();
     let cancel_loop = async move {
         while let Some(req) = cancels.next().await {
             let answer = bridge.cancel(&req.message.session_id);

@@ -1,6 +1,6 @@
 //! `log` → ROS logging (rcutils): every line of the node and its crates goes through the node's
 //! ROS logger, so `--ros-args --log-level debug` governs all of it and output looks like any
-//! ROS node's (`[INFO] [time] [ollama_bridge]: ...`).
+//! ROS node's (`[INFO] [time] [ollama_bridge]: ...`); and to `/rosout` (see `rosout`).
 
 use r2r::LogSeverity;
 use std::sync::RwLock;
@@ -30,7 +30,9 @@ impl log::Log for RosLogger {
         let message = record.args().to_string().replace('\0', "\\0");
         let name = LOGGER_NAME.read().map(|n| n.clone()).unwrap_or_default();
         let name = if name.is_empty() { env!("CARGO_CRATE_NAME").to_string() } else { name };
-        r2r::log(&message, &name, record.file().unwrap_or(""), record.line().unwrap_or(0), severity);
+        let (file, line) = (record.file().unwrap_or(""), record.line().unwrap_or(0));
+        r2r::log(&message, &name, file, line, severity);
+        super::rosout::publish(record.level(), &name, &message, file, record.module_path().unwrap_or(""), line);
     }
 
     fn flush(&self) {}

@@ -1,0 +1,116 @@
+//! The six parameter services of the node (`<node>/get_parameters`, `get_parameter_types`,
+//! `describe_parameters`, `list_parameters`, `set_parameters`, `set_parameters_atomically`;
+//! names and QoS as rclcpp's `ParameterService`) and its `/parameter_events` publisher, over a
+//! [`ParamStore`]. Reads are answered on the spin thread; sets run on the tokio runtime (a new
+//! `model` is checked on the server first).
+
+use super::params::{EventSink, ParamStore};
+use super::StartError;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use r2r::rcl_interfaces::msg::{ParameterEvent, SetParametersResult};
+use r2r::rcl_interfaces::srv::{
+    DescribeParameters, GetParameterTypes, GetParameters, ListParameters, SetParameters, SetParametersAtomically,
+};
+use r2r::QosProfile;
+use std::sync::{Arc, Mutex};
+
+/// The `/parameter_events` publisher as an [`EventSink`] (QoS as rclcpp's: reliable, depth 1000).
+pub fn event_sink(node: &mut r2r::Node) -> Result<EventSink, StartError> {
+    let publisher = Mutex::new(node.create_publisher::<ParameterEvent>("/parameter_events", QosProfile::parameter_events())?);
+    Ok(Box::new(move |event| {
+        if let Err(e) = publisher.lock().unwrap_or_else(|e| e.into_inner()).publish(&event) {
+            log::error!("could not publish on /parameter_events: {e}");
+        }
+    }))
+}
+
+fn answer<T: r2r::WrappedServiceTypeSupport + 'static>(req: r2r::ServiceRequest<T>, response: T::Response, what: &str) {
+    if let Err(e) = req.respond(response) {
+        log::error!("could not answer a {what} request: {e}");
+    }
+}
+
+/// Creates the services; returns their request loops, to be run on the spin thread.
+pub fn serve(
+    node: &mut r2r::Node, store: Arc<ParamStore>, runtime: &tokio::runtime::Handle,
+) -> Result<Vec<BoxFuture<'static, ()>>, StartError> {
+    let name = node.name()?;
+    let qos = QosProfile::parameters;
+    let mut loops = Vec::new();
+
+    let mut requests = node.create_service::<GetParameters::Service>(&format!("{name}/get_parameters"), qos())?;
+    let s = store.clone();
+    loops.push(async move {
+        while let Some(req) = requests.next().await {
+            let values = s.get(&req.message.names);
+            answer(req, GetParameters::Response { values }, "get_parameters");
+        }
+    }.boxed());
+
+    let mut requests = node.create_service::<GetParameterTypes::Service>(&format!("{name}/get_parameter_types"), qos())?;
+    let s = store.clone();
+    loops.push(async move {
+        while let Some(req) = requests.next().await {
+            let types = s.types(&req.message.names);
+            answer(req, GetParameterTypes::Response { types }, "get_parameter_types");
+        }
+    }.boxed());
+
+    let mut requests = node.create_service::<DescribeParameters::Service>(&format!("{name}/describe_parameters"), qos())?;
+    let s = store.clone();
+    loops.push(async move {
+        while let Some(req) = requests.next().await {
+            let descriptors = s.describe(&req.message.names);
+            answer(req, DescribeParameters::Response { descriptors }, "describe_parameters");
+        }
+    }.boxed());
+
+    let mut requests = node.create_service::<ListParameters::Service>(&format!("{name}/list_parameters"), qos())?;
+    let s = store.clone();
+    loops.push(async move {
+        while let Some(req) = requests.next().await {
+            let result = s.list(&req.message.prefixes);
+            answer(req, ListParameters::Response { result }, "list_parameters");
+        }
+    }.boxed());
+
+    let mut requests = node.create_service::<SetParameters::Service>(&format!("{name}/set_parameters"), qos())?;
+    let (s, rt) = (store.clone(), runtime.clone());
+    loops.push(async move {
+        while let Some(req) = requests.next().await {
+            let s = s.clone();
+            rt.spawn(async move {
+                let mut results = Vec::new();
+                for p in &req.message.parameters {
+                    results.push(outcome(s.set(std::slice::from_ref(p)).await));
+                }
+                answer(req, SetParameters::Response { results }, "set_parameters");
+            });
+        }
+    }.boxed());
+
+    let mut requests =
+        node.create_service::<SetParametersAtomically::Service>(&format!("{name}/set_parameters_atomically"), qos())?;
+    let (s, rt) = (store, runtime.clone());
+    loops.push(async move {
+        while let Some(req) = requests.next().await {
+            let s = s.clone();
+            rt.spawn(async move {
+                let result = outcome(s.set(&req.message.parameters).await);
+                answer(req, SetParametersAtomically::Response { result }, "set_parameters_atomically");
+            });
+        }
+    }.boxed());
+    Ok(loops)
+}
+
+fn outcome(result: Result<(), String>) -> SetParametersResult {
+    match result {
+        Ok(()) => SetParametersResult { successful: true, reason: String::new() },
+        Err(reason) => {
+            log::warn!("parameter change refused: {reason}");
+            SetParametersResult { successful: false, reason }
+        }
+    }
+}
