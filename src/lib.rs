@@ -16,6 +16,9 @@
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.
 //! * `history_files`: durable JSONL history per session (`history_dir`).
+//! * `goals`: routes one request's partials and final to its `chat` action goal, besides the topics.
+//! * `health`: what `/diagnostics` reports: counters over the finals, a periodic server probe
+//!   (`/api/version`, `/api/tags`, `/api/ps`) and the OK / WARN / ERROR assessment.
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure.
 //! * `logging`: `log` → ROS logging.
@@ -23,6 +26,8 @@
 pub mod bridge;
 pub mod config;
 pub mod exchange;
+pub mod goals;
+pub mod health;
 pub mod history_files;
 pub mod logging;
 pub mod ollama;

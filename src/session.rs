@@ -62,6 +62,15 @@ pub struct ResetReport {
     pub dropped: Vec<Request>,
 }
 
+/// What [`SessionStore::withdraw`] did with one request.
+#[derive(Debug)]
+pub enum Withdrawn {
+    /// It was streaming: its cancel handle fired (it publishes its own cancelled response).
+    Running,
+    /// It was waiting: taken off the queue; the caller answers it.
+    Queued(Request),
+}
+
 /// Limits applied when admitting an input.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -76,6 +85,8 @@ struct Session {
     queue: VecDeque<Request>,
     /// Cancel handle of the job streaming now.
     running: Option<CancellationToken>,
+    /// Request id of that job.
+    running_request: Option<u64>,
     /// A worker task owns this session's queue until it finds it empty.
     worker_active: bool,
     last_used: Option<Instant>,
@@ -170,11 +181,13 @@ impl SessionStore {
             Some(request) => {
                 let cancel = parent.child_token();
                 session.running = Some(cancel.clone());
+                session.running_request = Some(request.id);
                 Some(Job { request, history: session.history.iter().cloned().collect(), epoch: session.epoch, cancel })
             }
             None => {
                 session.worker_active = false;
                 session.running = None;
+                session.running_request = None;
                 None
             }
         }
@@ -186,6 +199,7 @@ impl SessionStore {
         let mut inner = self.lock();
         let Some(session) = inner.sessions.get_mut(session_id) else { return false };
         session.running = None;
+        session.running_request = None;
         session.last_used = Some(Instant::now());
         match turn {
             Some(turn) if session.epoch == epoch => {
@@ -223,6 +237,28 @@ impl SessionStore {
             }
         }
         report
+    }
+
+    /// Cancels one request of `session_id` (the history stays): the streaming one's cancel handle
+    /// fires, a waiting one is taken off the queue. `None` when it is neither (finished, unknown).
+    pub fn withdraw(&self, session_id: &str, request_id: u64) -> Option<Withdrawn> {
+        let mut inner = self.lock();
+        let session = inner.sessions.get_mut(session_id)?;
+        if session.running_request == Some(request_id) {
+            session.running.as_ref()?.cancel();
+            return Some(Withdrawn::Running);
+        }
+        let position = session.queue.iter().position(|r| r.id == request_id)?;
+        session.queue.remove(position).map(Withdrawn::Queued)
+    }
+
+    /// (running, queued) over every session: jobs taken off a queue and not finished (streaming
+    /// or waiting for a free slot), and inputs waiting in the queues.
+    pub fn load(&self) -> (usize, usize) {
+        let inner = self.lock();
+        inner.sessions.values().fold((0, 0), |(running, queued), s| {
+            (running + usize::from(s.running_request.is_some()), queued + s.queue.len())
+        })
     }
 
     /// Forgets sessions idle for longer than `ttl`; returns their ids.
@@ -380,6 +416,30 @@ mod tests {
         assert!(store.is_current("a", job.epoch));
         store.reset(Some("a"));
         assert!(!store.is_current("a", job.epoch));
+    }
+
+    #[test]
+    fn withdraw_cancels_the_running_request_or_unqueues_a_waiting_one() {
+        let store = SessionStore::new();
+        let root = CancellationToken::new();
+        let limits = Limits { max_queue_per_session: 3, ..LIMITS };
+        for id in 1..=3 {
+            store.admit(req(id, "a"), limits, vec![]);
+        }
+        let job = store.next_job("a", &root).unwrap();
+        assert_eq!(store.load(), (1, 2));
+        match store.withdraw("a", 2) {
+            Some(Withdrawn::Queued(r)) => assert_eq!(r.id, 2),
+            other => panic!("{other:?}"),
+        }
+        assert!(!job.cancel.is_cancelled(), "another request's cancel leaves the running one alone");
+        assert!(matches!(store.withdraw("a", 1), Some(Withdrawn::Running)));
+        assert!(job.cancel.is_cancelled());
+        store.finish("a", job.epoch, None, 10);
+        assert!(store.withdraw("a", 1).is_none(), "a finished request cannot be withdrawn");
+        assert!(store.withdraw("b", 3).is_none() && store.withdraw("a", 99).is_none());
+        assert_eq!(store.next_job("a", &root).unwrap().request.id, 3, "the rest of the queue keeps its order");
+        assert_eq!(store.load(), (1, 0));
     }
 
     #[test]
