@@ -6,8 +6,9 @@
 //! # Layout (in data-path order)
 //!
 //! * `ros`: the ROS face: node, parameters, subscriptions (`speech_text`, `utterance`),
-//!   publishers (`response_partial`, `response_final`, `response_text`), services (`reset`,
-//!   `set_model`), the spin thread and signal-driven shutdown. The only r2r user besides `config`.
+//!   publishers (`response_partial`, `response_final`, `response_text`, `/diagnostics`),
+//!   services (`reset`, `set_model`, `list_models`), actions (`chat`, `pull_model`), the spin
+//!   thread and signal-driven shutdown. The only r2r user besides `config`.
 //! * `config`: parameters (`Params`, shown by `ros2 param`), their validation, and the parsed
 //!   `Config` snapshot each request reads.
 //! * `bridge`: admits inputs into per-session queues, runs them with bounded concurrency,
@@ -19,6 +20,7 @@
 //! * `goals`: routes one request's partials and final to its `chat` action goal, besides the topics.
 //! * `health`: what `/diagnostics` reports: counters over the finals, a periodic server probe
 //!   (`/api/version`, `/api/tags`, `/api/ps`) and the OK / WARN / ERROR assessment.
+//! * `model_admin`: `list_models` and `pull_model` without ROS (`/api/tags`, `/api/ps`, `/api/pull`).
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure.
 //! * `logging`: `log` → ROS logging.
@@ -30,6 +32,7 @@ pub mod goals;
 pub mod health;
 pub mod history_files;
 pub mod logging;
+pub mod model_admin;
 pub mod ollama;
 pub mod outputs;
 pub mod ros;

@@ -6,14 +6,22 @@
 //! subscription and service queues (capacity 10 each, overflow = silent loss) on a local
 //! executor, handing each message to the bridge without waiting. The tokio runtime runs the
 //! requests, `set_model` checks and the parameter services.
+//!
+//! Also: the `chat` action (`chat_action`), `list_models` and the `pull_model` action
+//! (`model_admin`), and `/diagnostics` (`diagnostics`).
 
 mod cdr;
+mod chat_action;
+mod diagnostics;
 mod inputs;
+mod model_admin;
 mod outputs;
 mod services;
 
 use crate::bridge::Bridge;
 use crate::config::{Config, ConfigHandle, InvalidParam, LiveParams, Params};
+use crate::goals::GoalRouter;
+use crate::health::{Counting, Health, Stats};
 use futures::executor::LocalPool;
 use futures::future::BoxFuture;
 use futures::task::LocalSpawnExt;
@@ -85,12 +93,18 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     let config = ConfigHandle::new(Config::from_params(&params.lock().unwrap_or_else(|e| e.into_inner()).values)?);
 
     let _entered = runtime.enter();
-    let outputs = Arc::new(RosOutputs::create(&mut node)?);
-    let bridge = Bridge::start(config.clone(), outputs);
+    // publishers ← counters for /diagnostics ← routing to chat goals ← the bridge
+    let stats = Arc::new(Stats::default());
+    let counting = Arc::new(Counting { inner: Arc::new(RosOutputs::create(&mut node)?), stats: stats.clone() });
+    let router = Arc::new(GoalRouter::new(counting));
+    let bridge = Bridge::start(config.clone(), router.clone());
 
     let mut drains = inputs::subscribe(&mut node, &bridge)?;
     let switch = services::ModelSwitch { bridge: bridge.clone(), params: params.clone(), config: config.clone() };
     drains.extend(services::serve(&mut node, switch, runtime.handle())?);
+    drains.push(chat_action::serve(&mut node, bridge.clone(), router, runtime.handle())?);
+    drains.extend(model_admin::serve(&mut node, bridge.clone(), config.clone(), runtime.handle())?);
+    diagnostics::start(&mut node, Health::new(bridge.clone(), config.clone(), stats), runtime.handle())?;
 
     // `ros2 param set model X` is checked against the server like set_model. r2r calls the
     // check inside its parameter service task, so it may block that task (never the spin thread).
