@@ -193,6 +193,19 @@ def test_a_reset_while_a_goal_streams_aborts_it_as_cancelled(start_bridge, emu, 
     assert status == ABORTED and result.response.done_reason == "cancelled"
 
 
+def test_shutdown_while_goals_stream_or_wait_aborts_them_as_cancelled(start_bridge, emu, chat):
+    slow_model(emu)
+    node, ep = start_bridge(model="slow")
+    client = chat(ep)
+    streaming, waiting = send(client, "long story", "s"), send(client, "next one", "s")
+    streaming.feedback.wait_count(1, 15, "feedback")
+    assert waiting.accepted()
+    assert node.stop() == 0
+    for goal in (streaming, waiting):
+        status, result = goal.outcome(timeout=10)
+        assert status == ABORTED and result.response.done_reason == "cancelled", result.response
+
+
 @pytest.mark.parametrize("session,text,params,reason", [
     ("s", "", {}, "the text is empty"),
     ("s", "  \n ", {}, "the text is empty"),

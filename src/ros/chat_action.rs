@@ -26,10 +26,12 @@ use r2r::{ActionServerCancelRequest, ActionServerGoal};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::task::TaskTracker;
 
-/// Creates the action server; returns its goal loop, to be run on the spin thread.
+/// Creates the action server; returns its goal loop, to be run on the spin thread. Each goal's
+/// task runs on `runtime`, tracked by `tasks` (so shutdown can wait for the results to go out).
 pub fn serve(
-    node: &mut r2r::Node, bridge: Bridge, router: Arc<GoalRouter>, runtime: &tokio::runtime::Handle,
+    node: &mut r2r::Node, bridge: Bridge, router: Arc<GoalRouter>, tasks: TaskTracker, runtime: &tokio::runtime::Handle,
 ) -> Result<BoxFuture<'static, ()>, StartError> {
     let mut requests = node.create_action_server::<Chat::Action>("chat")?;
     let runtime = runtime.clone();
@@ -47,7 +49,7 @@ pub fn serve(
             let id = bridge.reserve_request_id();
             let events = router.register(id);
             let task = GoalTask { bridge: bridge.clone(), router: router.clone(), session_id: session_id.clone(), id };
-            runtime.spawn(task.run(goal, cancels, events));
+            tasks.spawn_on(task.run(goal, cancels, events), &runtime);
             bridge.submit_as(id, &session_id, text, arrived);
         }
     };

@@ -37,6 +37,8 @@ pub use outputs::{RosOutputs, FINAL_QOS, PARTIAL_QOS};
 pub const NODE_NAME: &str = "ollama_bridge";
 /// How long in-flight requests get to publish their cancelled responses at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// Then how long the `chat` goals get to send their results (their finals are out by then).
+const GOAL_RESULTS_GRACE: Duration = Duration::from_millis(300);
 /// Upper bound of one `spin_once` wait; it returns as soon as anything arrives, so this only
 /// bounds how quickly the spin thread notices shutdown.
 const SPIN_TIMEOUT: Duration = Duration::from_millis(100);
@@ -102,7 +104,8 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     let mut drains = inputs::subscribe(&mut node, &bridge)?;
     let switch = services::ModelSwitch { bridge: bridge.clone(), params: params.clone(), config: config.clone() };
     drains.extend(services::serve(&mut node, switch, runtime.handle())?);
-    drains.push(chat_action::serve(&mut node, bridge.clone(), router, runtime.handle())?);
+    let goal_tasks = tokio_util::task::TaskTracker::new();
+    drains.push(chat_action::serve(&mut node, bridge.clone(), router, goal_tasks.clone(), runtime.handle())?);
     drains.extend(model_admin::serve(&mut node, bridge.clone(), config.clone(), runtime.handle())?);
     diagnostics::start(&mut node, Health::new(bridge.clone(), config.clone(), stats), runtime.handle())?;
 
@@ -125,6 +128,10 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
     runtime.block_on(bridge.shutdown(SHUTDOWN_GRACE));
+    goal_tasks.close();
+    if runtime.block_on(tokio::time::timeout(GOAL_RESULTS_GRACE, goal_tasks.wait())).is_err() {
+        log::warn!("shutdown: some chat goals did not report their result");
+    }
     running.store(false, Ordering::Release);
     if spin_thread.join().is_err() {
         log::error!("the spin thread panicked");
