@@ -268,4 +268,3 @@ def test_ros2_action_send_goal_with_feedback(root_bridge):
     assert "Goal accepted" in out and "Feedback:" in out and "partial:" in out, out
     assert "Goal finished with status: SUCCEEDED" in out, out
     assert "You said: \"Hello robot\". This is turn 1." in out, out
-    assert "Chat" in ros2("ros2 action list -t")

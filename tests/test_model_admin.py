@@ -162,6 +162,22 @@ def test_cancel_a_pull_closes_the_connection(start_bridge, admin):
         slow.close()
 
 
+def test_shutdown_during_a_pull_aborts_it_and_closes_the_connection(start_bridge, admin):
+    slow = SlowPull()
+    try:
+        node, ep = start_bridge(ollama_url=slow.url)
+        _, puller = admin(ep)
+        goal = pull(puller, "big-model")
+        goal.feedback.wait_count(1, 15, "progress lines")
+        assert node.stop() == 0
+        status, result = goal.outcome(timeout=10)
+        assert status == GoalStatus.STATUS_ABORTED
+        assert (result.success, result.message) == (False, "the node is shutting down")
+        assert slow.hung_up.wait(10)
+    finally:
+        slow.close()
+
+
 @pytest.mark.skipif(shutil.which("ros2") is None, reason="the ros2 CLI is not installed (see scripts/setup)")
 def test_ros2_service_call_list_models_and_action_send_goal_pull_model(root_bridge):
     out = ros2("ros2 service call list_models ollama_bridge_msgs/srv/ListModels")

@@ -37,7 +37,7 @@ pub use outputs::{RosOutputs, FINAL_QOS, PARTIAL_QOS};
 pub const NODE_NAME: &str = "ollama_bridge";
 /// How long in-flight requests get to publish their cancelled responses at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
-/// Then how long the `chat` goals get to send their results (their finals are out by then).
+/// Then how long the action goals get to send their results (the chat finals are out by then).
 const GOAL_RESULTS_GRACE: Duration = Duration::from_millis(300);
 /// Upper bound of one `spin_once` wait; it returns as soon as anything arrives, so this only
 /// bounds how quickly the spin thread notices shutdown.
@@ -104,9 +104,11 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     let mut drains = inputs::subscribe(&mut node, &bridge)?;
     let switch = services::ModelSwitch { bridge: bridge.clone(), params: params.clone(), config: config.clone() };
     drains.extend(services::serve(&mut node, switch, runtime.handle())?);
-    let goal_tasks = tokio_util::task::TaskTracker::new();
+    // every goal's task is tracked, so that each can send its result before the node goes
+    let (goal_tasks, stopping) = (tokio_util::task::TaskTracker::new(), tokio_util::sync::CancellationToken::new());
     drains.push(chat_action::serve(&mut node, bridge.clone(), router, goal_tasks.clone(), runtime.handle())?);
-    drains.extend(model_admin::serve(&mut node, bridge.clone(), config.clone(), runtime.handle())?);
+    let pulls = model_admin::PullTasks { tracker: goal_tasks.clone(), stopping: stopping.clone() };
+    drains.extend(model_admin::serve(&mut node, bridge.clone(), config.clone(), pulls, runtime.handle())?);
     diagnostics::start(&mut node, Health::new(bridge.clone(), config.clone(), stats), runtime.handle())?;
 
     // `ros2 param set model X` is checked against the server like set_model. r2r calls the
@@ -128,9 +130,10 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
     runtime.block_on(bridge.shutdown(SHUTDOWN_GRACE));
+    stopping.cancel();
     goal_tasks.close();
     if runtime.block_on(tokio::time::timeout(GOAL_RESULTS_GRACE, goal_tasks.wait())).is_err() {
-        log::warn!("shutdown: some chat goals did not report their result");
+        log::warn!("shutdown: some action goals did not report their result");
     }
     running.store(false, Ordering::Release);
     if spin_thread.join().is_err() {

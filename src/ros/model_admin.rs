@@ -4,7 +4,8 @@
 //! minutes). `pull_model` publishes every `/api/pull` progress line as feedback (`status`,
 //! `completed`, `total`), ends SUCCEEDED (`success: true`) or ABORTED with Ollama's error text;
 //! a cancel request is always accepted while the pull runs: the HTTP stream is closed, which stops
-//! the download in Ollama, and the goal ends CANCELED.
+//! the download in Ollama, and the goal ends CANCELED. At shutdown a running pull is stopped the
+//! same way and ABORTED.
 
 use super::StartError;
 use crate::bridge::Bridge;
@@ -15,10 +16,18 @@ use futures::{FutureExt, Stream, StreamExt};
 use r2r::ollama_bridge_msgs::action::PullModel;
 use r2r::ollama_bridge_msgs::srv::ListModels;
 use r2r::{ActionServerCancelRequest, ActionServerGoal, QosProfile};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Where pull goals run: tracked, and stopped when `stopping` fires (node shutdown).
+pub struct PullTasks {
+    pub tracker: TaskTracker,
+    pub stopping: CancellationToken,
+}
 
 /// Creates the service and the action server; returns their loops, to be run on the spin thread.
 pub fn serve(
-    node: &mut r2r::Node, bridge: Bridge, config: ConfigHandle, runtime: &tokio::runtime::Handle,
+    node: &mut r2r::Node, bridge: Bridge, config: ConfigHandle, tasks: PullTasks, runtime: &tokio::runtime::Handle,
 ) -> Result<Vec<BoxFuture<'static, ()>>, StartError> {
     let mut lists = node.create_service::<ListModels::Service>("list_models", QosProfile::services_default())?;
     let (b, rt) = (bridge.clone(), runtime.clone());
@@ -43,7 +52,8 @@ pub fn serve(
             let model = request.goal.model.clone();
             match request.accept() {
                 Ok((goal, cancels)) => {
-                    rt.spawn(run_pull(goal, cancels, bridge.clone(), model));
+                    let pull = run_pull(goal, cancels, bridge.clone(), model, tasks.stopping.clone());
+                    tasks.tracker.spawn_on(pull, &rt);
                 }
                 Err(e) => log::error!("pull_model: could not accept a goal: {e}"),
             }
@@ -56,7 +66,7 @@ pub fn serve(
 async fn run_pull(
     mut goal: ActionServerGoal<PullModel::Action>,
     mut cancels: impl Stream<Item = ActionServerCancelRequest> + Unpin + Send + 'static, bridge: Bridge,
-    model: String,
+    model: String, stopping: CancellationToken,
 ) {
     let outcome = {
         // a clone of the handle (r2r's are Send, not Sync: a borrow could not cross an await)
@@ -73,6 +83,7 @@ async fn run_pull(
         loop {
             tokio::select! {
                 outcome = &mut pull => break Some(outcome),
+                _ = stopping.cancelled() => break Some(PullOutcome::Failed("the node is shutting down".into())),
                 cancel = cancels.next(), if cancels_open => match cancel {
                     Some(cancel) => {
                         cancel.accept();
