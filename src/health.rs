@@ -178,6 +178,18 @@ pub fn redacted_url(url: &str) -> String {
     }
 }
 
+/// `text` with the password of `url` (if it has one) replaced by `xxxxx`: error texts quote the
+/// URL they failed on.
+pub fn scrub_password(text: &str, url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match parsed.password().filter(|p| !p.is_empty()) {
+            Some(password) => text.replace(password, "xxxxx"),
+            None => text.to_string(),
+        },
+        Err(_) => text.to_string(),
+    }
+}
+
 /// The node's health: probes the server in the background, reports on demand.
 #[derive(Clone)]
 pub struct Health {
@@ -202,7 +214,9 @@ impl Health {
             let outcome = probe(self.bridge.client(), &config.model).await;
             let was = self.last_probe.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|p| p.outcome.is_ok());
             match (&outcome, was) {
-                (Err(why), Some(true) | None) => log::warn!("health: the Ollama server is unreachable: {why}"),
+                (Err(why), Some(true) | None) => {
+                    log::warn!("health: the Ollama server is unreachable: {}", scrub_password(why, &config.ollama_url))
+                }
                 (Ok(facts), Some(false)) => log::info!("health: the Ollama server answers again (version {})", facts.version),
                 _ => {}
             }
@@ -248,7 +262,7 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         let loaded = if facts.is_some_and(|f| f.model_loaded) { "loaded" } else { "not loaded" };
         format!("ok: model '{}' ({loaded}) at {url}", config.model)
     } else {
-        reasons.join("; ")
+        scrub_password(&reasons.join("; "), &config.ollama_url)
     };
     let flag = |get: fn(&ServerFacts) -> bool| facts.map(|f| get(f).to_string()).unwrap_or_default();
     let values = vec![
@@ -261,7 +275,7 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         ("sessions", activity.sessions.to_string()),
         ("requests_total", requests_total.to_string()),
         ("errors_total", errors_total.to_string()),
-        ("last_error", last_error),
+        ("last_error", scrub_password(&last_error, &config.ollama_url)),
         ("ttft_p50_s", ttft.map(|t| format!("{t:.3}")).unwrap_or_default()),
     ];
     Report { level, message, hardware_id: url, values }

@@ -126,4 +126,23 @@ fn model_names_and_urls() {
     assert!(!same_model("llama3.2", "llama3.2:1b") && !same_model("llama3", "llama3.2"));
     assert_eq!(redacted_url("http://bob:s3cret@gpu:11434"), "http://bob:xxxxx@gpu:11434");
     assert_eq!(redacted_url("http://gpu:11434"), "http://gpu:11434");
+    let url = "http://bob:s3cret@gpu:11434";
+    assert_eq!(scrub_password("cannot connect to Ollama at http://bob:s3cret@gpu:11434", url),
+        "cannot connect to Ollama at http://bob:xxxxx@gpu:11434");
+}
+
+#[test]
+fn a_password_in_the_url_never_reaches_the_report() {
+    let mut params = Params::with_defaults();
+    params.ollama_url = "http://bob:s3cret@gpu:11434".into();
+    let config = Config::from_params(&params).unwrap();
+    let stats = Stats::default();
+    stats.record(&response(Ending::Error("failed at http://bob:s3cret@gpu:11434".into()), "u", 0.0));
+    let probe = Probe { url: config.ollama_url.clone(), model: "llama3.2".into(),
+        outcome: Err("cannot connect to Ollama at http://bob:s3cret@gpu:11434".into()) };
+    let report = assess(&config, Some(&probe), IDLE, &stats, Instant::now());
+    assert_eq!(report.level, Level::Error);
+    let everything = format!("{report:?}");
+    assert!(!everything.contains("s3cret"), "{everything}");
+    assert_eq!(report.hardware_id, "http://bob:xxxxx@gpu:11434");
 }
