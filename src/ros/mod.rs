@@ -95,7 +95,7 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     let config = ConfigHandle::new(Config::from_params(&params.lock().unwrap_or_else(|e| e.into_inner()).values)?);
 
     let _entered = runtime.enter();
-    // publishers ← counters for /diagnostics ← routing to chat goals ← the bridge
+    // the bridge → routing to chat goals → counters for /diagnostics → the publishers
     let stats = Arc::new(Stats::default());
     let counting = Arc::new(Counting { inner: Arc::new(RosOutputs::create(&mut node)?), stats: stats.clone() });
     let router = Arc::new(GoalRouter::new(counting));
