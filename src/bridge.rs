@@ -7,7 +7,7 @@ use crate::exchange;
 use crate::history_files::HistoryFiles;
 use crate::ollama::{Client, OllamaError};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs, SessionState};
-use crate::session::{Admission, Limits, Request, SessionStore, Turn};
+use crate::session::{Admission, Limits, Request, SessionStore, Turn, Withdrawn};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,6 +32,8 @@ struct Inner {
     outputs: Arc<dyn Outputs>,
     history_files: Option<HistoryFiles>,
     limiter: Semaphore,
+    /// The limiter's permits (`max_concurrent_requests` at start).
+    slots: usize,
     next_request_id: AtomicU64,
     /// Parent of every job's cancel token: cancelling it cancels everything.
     shutdown: CancellationToken,
@@ -40,6 +42,19 @@ struct Inner {
     client: Mutex<Option<(ClientKey, Client)>>,
     /// `OLLAMA_API_KEY`, read once at start.
     api_key: Option<String>,
+}
+
+/// What the bridge is doing now (for diagnostics).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Activity {
+    /// Requests holding one of the `max_concurrent_requests` slots (talking to Ollama).
+    pub in_flight: usize,
+    /// Inputs waiting: in a session's queue, or for a free slot.
+    pub queued: usize,
+    /// Sessions in memory.
+    pub sessions: usize,
+    /// `max_concurrent_requests` (read at start).
+    pub slots: usize,
 }
 
 /// Answer of a reset.
@@ -75,6 +90,7 @@ impl Bridge {
         let bridge = Bridge {
             inner: Arc::new(Inner {
                 limiter: Semaphore::new(snapshot.max_concurrent_requests),
+                slots: snapshot.max_concurrent_requests,
                 config,
                 store,
                 outputs,
@@ -98,14 +114,29 @@ impl Bridge {
     /// Takes one input. Never waits: the answer comes later through [`Outputs`]. An input that
     /// cannot be queued gets an error response at once; an empty one is ignored with a warning.
     pub fn submit(&self, session_id: &str, text: String, arrived: Instant) {
-        let inner = &self.inner;
         if text.trim().is_empty() {
             let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
             log::warn!("ignored an empty input for session '{}'", printable(session_id));
             return;
         }
+        self.submit_as(self.reserve_request_id(), session_id, text, arrived)
+    }
+
+    /// A request id for [`Bridge::submit_as`] / [`Bridge::refuse_as`]: a caller that routes a
+    /// request's outputs (an action goal) registers the id before anything can be published.
+    pub fn reserve_request_id(&self) -> u64 {
+        self.inner.next_request_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// [`Bridge::submit`] under a reserved id, for a caller that needs an answer to every input:
+    /// an empty text gets an error response instead of being ignored.
+    pub fn submit_as(&self, id: u64, session_id: &str, text: String, arrived: Instant) {
+        let inner = &self.inner;
         let config = inner.config.get();
-        let request = inner.new_request(session_id, text, arrived);
+        let request = inner.new_request(id, session_id, text, arrived);
+        if request.text.trim().is_empty() {
+            return inner.reject(request, &config, Ending::Error("the text is empty".into()));
+        }
         if let Err(why) = check_input(&request, &config) {
             return inner.reject(request, &config, Ending::Error(why));
         }
@@ -147,8 +178,47 @@ impl Bridge {
     /// Answers an input that cannot be taken (e.g. its bytes were not text) with an error
     /// response naming `why`, without sending it anywhere.
     pub fn refuse(&self, session_id: &str, text: String, why: String, arrived: Instant) {
+        self.refuse_as(self.reserve_request_id(), session_id, text, why, arrived)
+    }
+
+    /// [`Bridge::refuse`] under a reserved id.
+    pub fn refuse_as(&self, id: u64, session_id: &str, text: String, why: String, arrived: Instant) {
         let inner = &self.inner;
-        inner.reject(inner.new_request(session_id, text, arrived), &inner.config.get(), Ending::Error(why));
+        inner.reject(inner.new_request(id, session_id, text, arrived), &inner.config.get(), Ending::Error(why));
+    }
+
+    /// Cancels one request (an action goal's): a streaming one ends with `done_reason: cancelled`
+    /// (its HTTP stream closed), a waiting one is answered so at once; the history is untouched.
+    /// Returns false when the request is not running or waiting (already answered, unknown).
+    pub fn cancel_request(&self, session_id: &str, request_id: u64) -> bool {
+        let inner = &self.inner;
+        let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
+        match inner.store.withdraw(session_id, request_id) {
+            Some(Withdrawn::Running) => true,
+            Some(Withdrawn::Queued(request)) => {
+                inner.reject(request, &inner.config.get(), Ending::Cancelled);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Requests in flight and waiting, and sessions in memory.
+    pub fn activity(&self) -> Activity {
+        let inner = &self.inner;
+        let (running, queued) = inner.store.load();
+        let in_flight = inner.slots.saturating_sub(inner.limiter.available_permits());
+        Activity {
+            in_flight,
+            queued: queued + running.saturating_sub(in_flight),
+            sessions: inner.store.len(),
+            slots: inner.slots,
+        }
+    }
+
+    /// The HTTP client for the current `ollama_url` and timeouts (shared with the requests).
+    pub fn client(&self) -> Result<Client, OllamaError> {
+        self.inner.client(&self.inner.config.get())
     }
 
     /// Clears one session (`""` = all). A request of it that is streaming is cancelled and
@@ -243,10 +313,10 @@ impl Bridge {
 }
 
 impl Inner {
-    /// A request with the next id; an empty session id means [`DEFAULT_SESSION`].
-    fn new_request(&self, session_id: &str, text: String, arrived: Instant) -> Request {
+    /// A request with id `id`; an empty session id means [`DEFAULT_SESSION`].
+    fn new_request(&self, id: u64, session_id: &str, text: String, arrived: Instant) -> Request {
         let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
-        Request { id: self.next_request_id.fetch_add(1, Ordering::Relaxed), session_id: session_id.to_string(), text, arrived }
+        Request { id, session_id: session_id.to_string(), text, arrived }
     }
 
     /// The client for `config`'s URL and timeouts (cached; cheap to clone).

@@ -7,7 +7,8 @@
 //!
 //! * `ros`: the ROS face and the only r2r user: node, parameters (`ros::params`), subscriptions
 //!   (`speech_text`, `utterance`), publishers (`response_partial`, `response_final`,
-//!   `response_text`), services (`reset`, `set_model`), `log` → ROS logging (`ros::logging`),
+//!   `response_text`), services (`reset`, `cancel`, `set_model`, `list_models`), actions (`chat`,
+//!   `pull_model`), `/diagnostics`, `log` → ROS logging (`ros::logging`),
 //!   the spin thread and signal-driven shutdown.
 //! * `cli`: the command line outside `--ros-args` (`--help`, exit codes).
 //! * `config`: the parameter table (`Params`, one documented row per parameter with type, range
@@ -18,6 +19,10 @@
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.
 //! * `history_files`: durable JSONL history per session (`history_dir`).
+//! * `goals`: routes one request's partials and final to its `chat` action goal, besides the topics.
+//! * `health`: what `/diagnostics` reports: counters over the finals, a periodic server probe
+//!   (`/api/version`, `/api/tags`, `/api/ps`) and the OK / WARN / ERROR assessment.
+//! * `model_admin`: `list_models` and `pull_model` without ROS (`/api/tags`, `/api/ps`, `/api/pull`).
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure.
 
@@ -25,7 +30,10 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod exchange;
+pub mod goals;
+pub mod health;
 pub mod history_files;
+pub mod model_admin;
 pub mod ollama;
 pub mod outputs;
 pub mod ros;

@@ -62,6 +62,15 @@ pub struct ResetReport {
     pub dropped: Vec<Request>,
 }
 
+/// What [`SessionStore::withdraw`] did with one request.
+#[derive(Debug)]
+pub enum Withdrawn {
+    /// It was streaming: its cancel handle fired (it publishes its own cancelled response).
+    Running,
+    /// It was waiting: taken off the queue; the caller answers it.
+    Queued(Request),
+}
+
 /// Limits applied when admitting an input.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -273,6 +282,28 @@ impl SessionStore {
             Some(running) if running.request_id == request_id => running.spoken.clone(),
             _ => String::new(),
         }
+    }
+
+    /// Cancels one request of `session_id` (the history stays): the streaming one's cancel handle
+    /// fires, a waiting one is taken off the queue. `None` when it is neither (finished, unknown).
+    pub fn withdraw(&self, session_id: &str, request_id: u64) -> Option<Withdrawn> {
+        let mut inner = self.lock();
+        let session = inner.sessions.get_mut(session_id)?;
+        if let Some(running) = session.running.as_ref().filter(|r| r.request_id == request_id) {
+            running.cancel.cancel();
+            return Some(Withdrawn::Running);
+        }
+        let position = session.queue.iter().position(|r| r.id == request_id)?;
+        session.queue.remove(position).map(Withdrawn::Queued)
+    }
+
+    /// (running, queued) over every session: jobs taken off a queue and not finished (streaming
+    /// or waiting for a free slot), and inputs waiting in the queues.
+    pub fn load(&self) -> (usize, usize) {
+        let inner = self.lock();
+        inner.sessions.values().fold((0, 0), |(running, queued), s| {
+            (running + usize::from(s.running.is_some()), queued + s.queue.len())
+        })
     }
 
     /// Forgets sessions idle for longer than `ttl`; returns their ids.

@@ -144,3 +144,27 @@ fn spoken_text_belongs_to_the_running_request_only() {
     store.finish("a", job.epoch, None, 10);
     assert_eq!(store.spoken("a", 7), "", "gone once the request ended");
 }
+
+#[test]
+fn withdraw_cancels_the_running_request_or_unqueues_a_waiting_one() {
+    let store = SessionStore::new();
+    let root = CancellationToken::new();
+    let limits = Limits { max_queue_per_session: 3, ..LIMITS };
+    for id in 1..=3 {
+        store.admit(req(id, "a"), limits, vec![]);
+    }
+    let job = store.next_job("a", &root).unwrap();
+    assert_eq!(store.load(), (1, 2));
+    match store.withdraw("a", 2) {
+        Some(Withdrawn::Queued(r)) => assert_eq!(r.id, 2),
+        other => panic!("{other:?}"),
+    }
+    assert!(!job.cancel.is_cancelled(), "another request's cancel leaves the running one alone");
+    assert!(matches!(store.withdraw("a", 1), Some(Withdrawn::Running)));
+    assert!(job.cancel.is_cancelled());
+    store.finish("a", job.epoch, None, 10);
+    assert!(store.withdraw("a", 1).is_none(), "a finished request cannot be withdrawn");
+    assert!(store.withdraw("b", 3).is_none() && store.withdraw("a", 99).is_none());
+    assert_eq!(store.next_job("a", &root).unwrap().request.id, 3, "the rest of the queue keeps its order");
+    assert_eq!(store.load(), (1, 0));
+}

@@ -26,7 +26,7 @@ const MAX_MESSAGE_CHARS: usize = 500;
 #[derive(Clone)]
 pub struct Client {
     /// The connection pool; the API key lives in its default headers, marked sensitive.
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     /// Normalised base URL without trailing slash, used in every error text.
     base_url: Arc<str>,
     /// For [`OllamaError::ConnectTimeout`] texts.
@@ -34,7 +34,7 @@ pub struct Client {
     /// Per-read silence limit (see [`ClientConfig::idle_timeout`]).
     idle_timeout: Duration,
     /// Kept only to scrub it from any server text echoed into an error.
-    api_key: Option<Arc<str>>,
+    pub(super) api_key: Option<Arc<str>>,
 }
 
 impl fmt::Debug for Client {
@@ -169,12 +169,12 @@ impl Client {
         Ok(v.version)
     }
 
-    fn endpoint(&self, path: &str) -> String {
+    pub(super) fn endpoint(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
     /// Sends, waits for the headers (bounded), and turns a non-2xx status into an error.
-    async fn send(&self, request: RequestBuilder) -> Result<Response, OllamaError> {
+    pub(super) async fn send(&self, request: RequestBuilder) -> Result<Response, OllamaError> {
         let wait = self.connect_timeout.saturating_add(self.idle_timeout);
         let response = match tokio::time::timeout(wait, request.send()).await {
             Err(_) => return Err(self.stalled(true)),
@@ -208,7 +208,7 @@ impl Client {
     }
 
     /// Sends and decodes a whole (small) JSON answer.
-    async fn get_json<T: DeserializeOwned>(
+    pub(super) async fn get_json<T: DeserializeOwned>(
         &self,
         request: RequestBuilder,
     ) -> Result<T, OllamaError> {

@@ -1,5 +1,5 @@
 //! A typed, ROS-free client for Ollama's chat API (`/api/chat` streaming, `/api/show`,
-//! `/api/version`).
+//! `/api/version`) and model management (`/api/tags`, `/api/ps`, `/api/pull`).
 //!
 //! # Layout
 //! In data-path order:
@@ -11,6 +11,7 @@
 //!   read, `{"error"}` lines and cut connections turned into errors. Dropping it cancels.
 //! * `ndjson`: [`LineReader`]: pure byte-level line splitting, UTF-8 decoded per whole line,
 //!   lines capped at 8,000,000 bytes like Ollama's Go client.
+//! * `models`: `/api/tags`, `/api/ps` and the streaming `/api/pull` ([`PullStream`]).
 //! * `types`, `chunk`, `show`: serde types with Ollama's exact wire names: the chat request
 //!   and messages; the streamed chunks; `/api/show`.
 //! * `params`, `keep_alive`: the polymorphic request fields [`Format`], [`Think`] and
@@ -40,6 +41,7 @@ mod client;
 mod client_config;
 mod error;
 mod keep_alive;
+mod models;
 mod ndjson;
 mod params;
 mod show;
@@ -58,6 +60,7 @@ pub use client::Client;
 pub use client_config::{ClientConfig, DEFAULT_PORT};
 pub use error::OllamaError;
 pub use keep_alive::KeepAlive;
+pub use models::{ListModelResponse, ProcessModelResponse, ProgressResponse, PullStream, PULL_IDLE_TIMEOUT};
 pub use ndjson::{LineError, LineReader, MAX_LINE_BYTES};
 pub use params::{Format, ParamError, Think, ThinkLevel};
 pub use show::{ModelDetails, ShowResponse};

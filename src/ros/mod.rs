@@ -9,14 +9,20 @@
 //! parameter changes.
 //!
 //! Modules: `inputs` / `cdr` (subscriptions, raw CDR decoding), `outputs` (publishers),
-//! `services` (`reset`, `set_model`), `params` / `param_services` (the ROS parameters and
+//! `services` (`reset`, `cancel`, `set_model`), `params` / `param_services` (the ROS parameters and
 //! their services and events), `qos_watch` (input publishers whose QoS cannot match),
 //! `rcl_args` (the command line as rcl parses it, remapped topic names), `logging` / `rosout`
 //! (`log` → console and `/rosout`), `start_error` (why the node could not start, exit codes).
+//!
+//! Also: the `chat` action (`chat_action`), `list_models` and the `pull_model` action
+//! (`model_admin`), and `/diagnostics` (`diagnostics`).
 
 mod cdr;
+mod chat_action;
+mod diagnostics;
 mod inputs;
 pub mod logging;
+mod model_admin;
 mod outputs;
 mod param_services;
 mod params;
@@ -28,6 +34,8 @@ mod start_error;
 
 use crate::bridge::Bridge;
 use crate::config::{Config, ConfigHandle, Params};
+use crate::goals::GoalRouter;
+use crate::health::{Counting, Health, Stats};
 use futures::executor::LocalPool;
 use futures::future::BoxFuture;
 use futures::task::LocalSpawnExt;
@@ -46,6 +54,8 @@ pub use start_error::StartError;
 pub const NODE_NAME: &str = "ollama_bridge";
 /// How long in-flight requests get to publish their cancelled responses at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// Then how long the action goals get to send their results (the chat finals are out by then).
+const GOAL_RESULTS_GRACE: Duration = Duration::from_millis(300);
 /// Upper bound of one `spin_once` wait; it returns as soon as anything arrives, so this only
 /// bounds how quickly the spin thread notices shutdown.
 const SPIN_TIMEOUT: Duration = Duration::from_millis(100);
@@ -73,8 +83,11 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     let input_qos = inputs::input_qos(&values.input_reliability);
 
     let _entered = runtime.enter();
-    let outputs = Arc::new(RosOutputs::create(&mut node)?);
-    let bridge = Bridge::start(config.clone(), outputs);
+    // the bridge → routing to chat goals → counters for /diagnostics → the publishers
+    let stats = Arc::new(Stats::default());
+    let counting = Arc::new(Counting { inner: Arc::new(RosOutputs::create(&mut node)?), stats: stats.clone() });
+    let router = Arc::new(GoalRouter::new(counting));
+    let bridge = Bridge::start(config.clone(), router.clone());
 
     // `ros2 param set model X` is checked against the server like set_model.
     let checker = bridge.clone();
@@ -85,10 +98,17 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     let events = param_services::event_sink(&mut node)?;
     let store = Arc::new(ParamStore::new(values, config.clone(), node.fully_qualified_name()?, model_check, events));
 
+    // every goal's task is tracked, so that each can send its result before the node goes
+    let (goal_tasks, stopping) = (tokio_util::task::TaskTracker::new(), tokio_util::sync::CancellationToken::new());
+
     let mut drains = inputs::subscribe(&mut node, &bridge, input_qos.clone())?;
     drains.extend(param_services::serve(&mut node, store.clone(), runtime.handle())?);
     let switch = services::ModelSwitch { params: store.clone(), config: config.clone() };
     drains.extend(services::serve(&mut node, switch, bridge.clone(), runtime.handle())?);
+    drains.push(chat_action::serve(&mut node, bridge.clone(), router, goal_tasks.clone(), runtime.handle())?);
+    let pulls = model_admin::PullTasks { tracker: goal_tasks.clone(), stopping: stopping.clone() };
+    drains.extend(model_admin::serve(&mut node, bridge.clone(), config.clone(), pulls, runtime.handle())?);
+    diagnostics::start(&mut node, Health::new(bridge.clone(), config.clone(), stats), runtime.handle())?;
     let watch = InputWatch::new(&node, &ros_args, &inputs::INPUTS, input_qos)?;
     store.announce();
 
@@ -102,6 +122,11 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
     runtime.block_on(bridge.shutdown(SHUTDOWN_GRACE));
+    stopping.cancel();
+    goal_tasks.close();
+    if runtime.block_on(tokio::time::timeout(GOAL_RESULTS_GRACE, goal_tasks.wait())).is_err() {
+        log::warn!("shutdown: some action goals did not report their result");
+    }
     running.store(false, Ordering::Release);
     if spin_thread.join().is_err() {
         log::error!("the spin thread panicked");

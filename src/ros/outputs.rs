@@ -71,26 +71,7 @@ impl Outputs for RosOutputs {
     }
 
     fn finished(&self, r: &FinalResponse) {
-        let c = &r.counters;
-        let msg = Response {
-            session_id: r.session_id.clone(),
-            request_id: r.request_id,
-            prompt: r.prompt.clone(),
-            text: r.text.clone(),
-            model: r.model.clone(),
-            done_reason: r.ending.done_reason().to_string(),
-            error: r.ending.error().to_string(),
-            prompt_eval_count: c.prompt_eval_count,
-            eval_count: c.eval_count,
-            total_duration_ns: c.total_duration_ns,
-            load_duration_ns: c.load_duration_ns,
-            prompt_eval_duration_ns: c.prompt_eval_duration_ns,
-            eval_duration_ns: c.eval_duration_ns,
-            time_to_first_chunk_s: r.time_to_first_chunk_s,
-            total_time_s: r.total_time_s,
-            chunk_count: r.chunk_count,
-            server: r.server.clone(),
-        };
+        let msg = response_msg(r);
         // Only real answers go to the text-to-speech topic: errors and cancellations are not spoken.
         let speak = r.ending.error().is_empty() && r.ending.done_reason() != "cancelled" && !r.speech.trim().is_empty();
         self.with(|pubs| {
@@ -135,5 +116,29 @@ impl Outputs for RosOutputs {
         if let Err(e) = self.with(|pubs| pubs.state.publish(&msg)) {
             log::error!("could not publish session_state: {e}");
         }
+    }
+}
+
+/// The `Response` message of a final response (also an action result's `response`).
+pub(super) fn response_msg(r: &FinalResponse) -> Response {
+    let c = &r.counters;
+    Response {
+        session_id: r.session_id.clone(),
+        request_id: r.request_id,
+        prompt: r.prompt.clone(),
+        text: r.text.clone(),
+        model: r.model.clone(),
+        done_reason: r.ending.done_reason().to_string(),
+        error: r.ending.error().to_string(),
+        prompt_eval_count: c.prompt_eval_count,
+        eval_count: c.eval_count,
+        total_duration_ns: c.total_duration_ns,
+        load_duration_ns: c.load_duration_ns,
+        prompt_eval_duration_ns: c.prompt_eval_duration_ns,
+        eval_duration_ns: c.eval_duration_ns,
+        time_to_first_chunk_s: r.time_to_first_chunk_s,
+        total_time_s: r.total_time_s,
+        chunk_count: r.chunk_count,
+        server: r.server.clone(),
     }
 }

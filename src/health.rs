@@ -1,0 +1,295 @@
+//! Health of the LLM path, as `/diagnostics` reports it (no ROS here).
+//!
+//! Three sources: [`Stats`] counts every final response (fed by the [`Counting`] outputs
+//! wrapper); a probe asks the server every [`PROBE_INTERVAL`] (`/api/version`, `/api/tags`,
+//! `/api/ps`), busy or idle; [`crate::bridge::Bridge::activity`] says what runs and waits.
+//! [`Health::report`] turns them into one status: ERROR when the server cannot be reached, WARN
+//! when the model is not on it, every request slot is taken with inputs waiting, or requests
+//! failed on the server in the last [`RECENT_ERRORS_WINDOW`]; OK otherwise.
+
+use crate::bridge::{Activity, Bridge};
+use crate::config::{Config, ConfigHandle};
+use crate::ollama::{Client, OllamaError};
+use crate::outputs::{Ending, FinalResponse, Outputs, Partial, SentenceOut, SessionState};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often the server is probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// A probe that takes longer counts as "unreachable" (Ollama answers these at once, even while
+/// a model loads or generates).
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// Server-side failures this recent make the status WARN.
+pub const RECENT_ERRORS_WINDOW: Duration = Duration::from_secs(60);
+/// `ttft_p50_s` is the median over this many latest answers.
+const TTFT_SAMPLES: usize = 100;
+
+/// Status level, ordered by severity (`diagnostic_msgs/DiagnosticStatus` OK, WARN, ERROR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok,
+    Warn,
+    Error,
+}
+
+/// One diagnostic status, ROS-free.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub level: Level,
+    /// Why, in words (the reasons joined with "; ").
+    pub message: String,
+    /// The server URL, password redacted.
+    pub hardware_id: String,
+    /// Key/value pairs, in a fixed order.
+    pub values: Vec<(&'static str, String)>,
+}
+
+/// Counters over every final response since start.
+#[derive(Default)]
+pub struct Stats {
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    requests_total: u64,
+    errors_total: u64,
+    last_error: String,
+    /// When requests that reached a server failed (the input refusals are not the server's).
+    server_errors: VecDeque<Instant>,
+    /// Time to first chunk of the latest answers, seconds.
+    ttft: VecDeque<f64>,
+}
+
+impl Stats {
+    /// Books one final response: every input counts, errors and latencies by kind.
+    pub fn record(&self, response: &FinalResponse) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.requests_total += 1;
+        if let Ending::Error(why) = &response.ending {
+            counts.errors_total += 1;
+            counts.last_error = why.clone();
+            // `server` is empty for inputs the bridge refused before sending them anywhere.
+            if !response.server.is_empty() {
+                counts.server_errors.push_back(Instant::now());
+                prune(&mut counts.server_errors, Instant::now());
+            }
+        }
+        if response.time_to_first_chunk_s > 0.0 {
+            if counts.ttft.len() == TTFT_SAMPLES {
+                counts.ttft.pop_front();
+            }
+            counts.ttft.push_back(response.time_to_first_chunk_s);
+        }
+    }
+
+    /// (requests_total, errors_total, last_error, server errors in the window, median ttft).
+    fn snapshot(&self, now: Instant) -> (u64, u64, String, usize, Option<f64>) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        prune(&mut counts.server_errors, now);
+        let mut ttft: Vec<f64> = counts.ttft.iter().copied().collect();
+        ttft.sort_by(f64::total_cmp);
+        let median = ttft.get(ttft.len() / 2).copied();
+        (counts.requests_total, counts.errors_total, counts.last_error.clone(), counts.server_errors.len(), median)
+    }
+}
+
+/// Drops error times older than the window.
+fn prune(times: &mut VecDeque<Instant>, now: Instant) {
+    while times.front().is_some_and(|t| now.duration_since(*t) > RECENT_ERRORS_WINDOW) {
+        times.pop_front();
+    }
+}
+
+/// [`Outputs`] that books every final in [`Stats`], then publishes through `inner`.
+pub struct Counting {
+    pub inner: Arc<dyn Outputs>,
+    pub stats: Arc<Stats>,
+}
+
+impl Outputs for Counting {
+    fn partial(&self, partial: &Partial<'_>) {
+        self.inner.partial(partial);
+    }
+    fn finished(&self, response: &FinalResponse) {
+        self.stats.record(response);
+        self.inner.finished(response);
+    }
+    fn thinking(&self, piece: &Partial<'_>) {
+        self.inner.thinking(piece);
+    }
+    fn sentence(&self, sentence: &SentenceOut<'_>) {
+        self.inner.sentence(sentence);
+    }
+    fn state(&self, session_id: &str, request_id: u64, state: SessionState) {
+        self.inner.state(session_id, request_id, state);
+    }
+}
+
+/// What one probe found, for the URL and model it asked about.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub url: String,
+    pub model: String,
+    /// `Err` says why the server could not be asked.
+    pub outcome: Result<ServerFacts, String>,
+}
+
+/// Facts from a reachable server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerFacts {
+    /// `/api/version`.
+    pub version: String,
+    /// The model is in `/api/tags`.
+    pub model_present: bool,
+    /// The model is in `/api/ps`.
+    pub model_loaded: bool,
+}
+
+/// Asks the server for its version, models and loaded models.
+pub async fn probe(client: Result<Client, OllamaError>, model: &str) -> Result<ServerFacts, String> {
+    let client = client.map_err(|e| e.to_string())?;
+    let asked = async {
+        let version = client.version().await?;
+        let (tags, loaded) = tokio::join!(client.list(), client.list_running());
+        Ok::<_, OllamaError>(ServerFacts {
+            version,
+            model_present: tags?.iter().any(|m| same_model(&m.name, model)),
+            model_loaded: loaded?.iter().any(|m| same_model(&m.name, model)),
+        })
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("Ollama at {} did not answer within {:.1}s", client.base_url(), PROBE_TIMEOUT.as_secs_f64())),
+    }
+}
+
+/// Whether two model names mean the same model: case-insensitive, a missing tag is `latest`
+/// (Ollama's `types/model/name.go` defaults).
+pub fn same_model(a: &str, b: &str) -> bool {
+    fn full(name: &str) -> String {
+        let name = name.trim().to_ascii_lowercase();
+        let tagged = name.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        if tagged { name } else { name + ":latest" }
+    }
+    full(a) == full(b)
+}
+
+/// `url` with any password replaced by `xxxxx` (Go's `url.URL.Redacted`).
+pub fn redacted_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("xxxxx"));
+            parsed.to_string().trim_end_matches('/').to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// `text` with the password of `url` (if it has one) replaced by `xxxxx`: error texts quote the
+/// URL they failed on.
+pub fn scrub_password(text: &str, url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match parsed.password().filter(|p| !p.is_empty()) {
+            Some(password) => text.replace(password, "xxxxx"),
+            None => text.to_string(),
+        },
+        Err(_) => text.to_string(),
+    }
+}
+
+/// The node's health: probes the server in the background, reports on demand.
+#[derive(Clone)]
+pub struct Health {
+    bridge: Bridge,
+    config: ConfigHandle,
+    stats: Arc<Stats>,
+    last_probe: Arc<Mutex<Option<Probe>>>,
+}
+
+impl Health {
+    pub fn new(bridge: Bridge, config: ConfigHandle, stats: Arc<Stats>) -> Health {
+        Health { bridge, config, stats, last_probe: Arc::new(Mutex::new(None)) }
+    }
+
+    /// Probes every [`PROBE_INTERVAL`] (the first at once), forever; logs reachability changes.
+    pub async fn run_probes(self) {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let config = self.config.get();
+            let outcome = probe(self.bridge.client(), &config.model).await;
+            let was = self.last_probe.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|p| p.outcome.is_ok());
+            match (&outcome, was) {
+                (Err(why), Some(true) | None) => {
+                    log::warn!("health: the Ollama server is unreachable: {}", scrub_password(why, &config.ollama_url))
+                }
+                (Ok(facts), Some(false)) => log::info!("health: the Ollama server answers again (version {})", facts.version),
+                _ => {}
+            }
+            let probe = Probe { url: config.ollama_url.clone(), model: config.model.clone(), outcome };
+            *self.last_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+        }
+    }
+
+    /// The status now.
+    pub fn report(&self) -> Report {
+        let probe = self.last_probe.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assess(&self.config.get(), probe.as_ref(), self.bridge.activity(), &self.stats, Instant::now())
+    }
+}
+
+/// The status from what is known at `now`.
+fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &Stats, now: Instant) -> Report {
+    let (requests_total, errors_total, last_error, recent_errors, ttft) = stats.snapshot(now);
+    let probe = probe.filter(|p| p.url == config.ollama_url);
+    let facts = probe.and_then(|p| p.outcome.as_ref().ok()).filter(|_| probe.is_some_and(|p| p.model == config.model));
+    let url = redacted_url(&config.ollama_url);
+    let mut level = Level::Ok;
+    let mut reasons = Vec::new();
+    let mut raise = |to: Level, why: String| {
+        level = level.max(to);
+        reasons.push(why);
+    };
+    match probe.map(|p| &p.outcome) {
+        None => raise(Level::Warn, format!("the Ollama server at {url} has not been checked yet")),
+        Some(Err(why)) => raise(Level::Error, format!("the Ollama server is unreachable: {why}")),
+        Some(Ok(_)) => {}
+    }
+    if facts.is_some_and(|f| !f.model_present) {
+        raise(Level::Warn, format!("model '{}' is not on the server: pull it (pull_model)", config.model));
+    }
+    if activity.slots > 0 && activity.in_flight >= activity.slots && activity.queued > 0 {
+        raise(Level::Warn, format!("busy: all {} request slots in use, {} input(s) waiting", activity.slots, activity.queued));
+    }
+    if recent_errors > 0 {
+        raise(Level::Warn, format!("{recent_errors} request(s) failed in the last {}s: {last_error}", RECENT_ERRORS_WINDOW.as_secs()));
+    }
+    let message = if reasons.is_empty() {
+        let loaded = if facts.is_some_and(|f| f.model_loaded) { "loaded" } else { "not loaded" };
+        format!("ok: model '{}' ({loaded}) at {url}", config.model)
+    } else {
+        scrub_password(&reasons.join("; "), &config.ollama_url)
+    };
+    let flag = |get: fn(&ServerFacts) -> bool| facts.map(|f| get(f).to_string()).unwrap_or_default();
+    let values = vec![
+        ("ollama_url", url.clone()),
+        ("server_version", probe.and_then(|p| p.outcome.as_ref().ok()).map(|f| f.version.clone()).unwrap_or_default()),
+        ("model", config.model.clone()),
+        ("model_loaded", flag(|f| f.model_loaded)),
+        ("requests_in_flight", activity.in_flight.to_string()),
+        ("requests_queued", activity.queued.to_string()),
+        ("sessions", activity.sessions.to_string()),
+        ("requests_total", requests_total.to_string()),
+        ("errors_total", errors_total.to_string()),
+        ("last_error", scrub_password(&last_error, &config.ollama_url)),
+        ("ttft_p50_s", ttft.map(|t| format!("{t:.3}")).unwrap_or_default()),
+    ];
+    Report { level, message, hardware_id: url, values }
+}
+
+#[cfg(test)]
+#[path = "health_tests.rs"]
+mod tests;

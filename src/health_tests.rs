@@ -1,0 +1,148 @@
+//! Tests of the health assessment: every level and reason, the counters, name matching.
+
+use super::*;
+use crate::config::Params;
+use crate::outputs::Counters;
+
+fn config() -> Config {
+    let mut params = Params::with_defaults();
+    params.ollama_url = "http://gpu:11434".into();
+    Config::from_params(&params).unwrap()
+}
+
+fn reachable(model_present: bool, model_loaded: bool) -> Probe {
+    let facts = ServerFacts { version: "0.12.3".into(), model_present, model_loaded };
+    Probe { url: "http://gpu:11434".into(), model: "llama3.2".into(), outcome: Ok(facts) }
+}
+
+const IDLE: Activity = Activity { in_flight: 0, queued: 0, sessions: 0, slots: 4 };
+
+fn response(ending: Ending, server: &str, ttft: f64) -> FinalResponse {
+    FinalResponse {
+        session_id: "s".into(), request_id: 1, prompt: "p".into(), text: String::new(), model: "m".into(), ending,
+        counters: Counters::default(), time_to_first_chunk_s: ttft, total_time_s: 1.0, chunk_count: 0,
+        server: server.into(), speech: String::new(),
+    }
+}
+
+fn value<'a>(report: &'a Report, key: &str) -> &'a str {
+    report.values.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str()).unwrap()
+}
+
+#[test]
+fn ok_with_every_value_in_order() {
+    let stats = Stats::default();
+    for ttft in [0.3, 0.1, 0.2] {
+        stats.record(&response(Ending::Done("stop".into()), "http://gpu:11434", ttft));
+    }
+    let activity = Activity { in_flight: 1, queued: 2, sessions: 3, slots: 4 };
+    let report = assess(&config(), Some(&reachable(true, true)), activity, &stats, Instant::now());
+    assert_eq!(report.level, Level::Ok, "{report:?}");
+    assert_eq!(report.message, "ok: model 'llama3.2' (loaded) at http://gpu:11434");
+    assert_eq!(report.hardware_id, "http://gpu:11434");
+    let keys: Vec<_> = report.values.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys, ["ollama_url", "server_version", "model", "model_loaded", "requests_in_flight", "requests_queued",
+        "sessions", "requests_total", "errors_total", "last_error", "ttft_p50_s"]);
+    let got: Vec<_> = ["server_version", "model_loaded", "requests_in_flight", "requests_queued", "sessions",
+        "requests_total", "errors_total", "last_error", "ttft_p50_s"].iter().map(|k| value(&report, k)).collect();
+    assert_eq!(got, ["0.12.3", "true", "1", "2", "3", "3", "0", "", "0.200"]);
+}
+
+#[test]
+fn unreachable_is_error_and_unknown_facts_are_empty() {
+    let mut probe = reachable(true, true);
+    probe.outcome = Err("cannot connect to Ollama at http://gpu:11434 (Connection refused)".into());
+    let report = assess(&config(), Some(&probe), IDLE, &Stats::default(), Instant::now());
+    assert_eq!(report.level, Level::Error);
+    assert!(report.message.contains("unreachable") && report.message.contains("Connection refused"), "{}", report.message);
+    assert_eq!((value(&report, "server_version"), value(&report, "model_loaded")), ("", ""));
+}
+
+#[test]
+fn warn_reasons_missing_model_busy_recent_server_errors_and_not_checked() {
+    let now = Instant::now();
+    let missing = assess(&config(), Some(&reachable(false, false)), IDLE, &Stats::default(), now);
+    assert_eq!(missing.level, Level::Warn);
+    assert!(missing.message.contains("model 'llama3.2' is not on the server"), "{}", missing.message);
+    let busy = Activity { in_flight: 4, queued: 1, sessions: 5, slots: 4 };
+    let report = assess(&config(), Some(&reachable(true, false)), busy, &Stats::default(), now);
+    assert_eq!(report.level, Level::Warn);
+    assert!(report.message.contains("all 4 request slots in use, 1 input(s) waiting"), "{}", report.message);
+    let full_but_nothing_waits = Activity { queued: 0, ..busy };
+    assert_eq!(assess(&config(), Some(&reachable(true, false)), full_but_nothing_waits, &Stats::default(), now).level, Level::Ok);
+    let stats = Stats::default();
+    stats.record(&response(Ending::Error("Ollama answered HTTP 500: boom".into()), "http://gpu:11434", 0.0));
+    let report = assess(&config(), Some(&reachable(true, true)), IDLE, &stats, Instant::now());
+    assert_eq!(report.level, Level::Warn);
+    assert!(report.message.contains("1 request(s) failed in the last 60s: Ollama answered HTTP 500: boom"), "{}", report.message);
+    let later = Instant::now() + RECENT_ERRORS_WINDOW + Duration::from_secs(1);
+    let report = assess(&config(), Some(&reachable(true, true)), IDLE, &stats, later);
+    assert_eq!(report.level, Level::Ok, "old errors do not warn");
+    assert_eq!((value(&report, "errors_total"), value(&report, "last_error")), ("1", "Ollama answered HTTP 500: boom"));
+    let not_yet = assess(&config(), None, IDLE, &Stats::default(), now);
+    assert_eq!(not_yet.level, Level::Warn);
+    assert!(not_yet.message.contains("not been checked yet"));
+}
+
+#[test]
+fn refused_inputs_count_but_do_not_warn() {
+    let stats = Stats::default();
+    stats.record(&response(Ending::Error("session id contains control characters".into()), "", 0.0));
+    stats.record(&response(Ending::Cancelled, "http://gpu:11434", 0.0));
+    let report = assess(&config(), Some(&reachable(true, true)), IDLE, &stats, Instant::now());
+    assert_eq!(report.level, Level::Ok, "{report:?}");
+    assert_eq!((value(&report, "requests_total"), value(&report, "errors_total")), ("2", "1"));
+    assert_eq!(value(&report, "ttft_p50_s"), "", "no answer, no latency");
+}
+
+#[test]
+fn a_probe_of_another_url_or_model_is_not_this_ones() {
+    let mut other_url = reachable(false, false);
+    other_url.url = "http://old:11434".into();
+    assert!(assess(&config(), Some(&other_url), IDLE, &Stats::default(), Instant::now()).message.contains("not been checked"));
+    let mut other_model = reachable(false, false);
+    other_model.model = "qwen3".into();
+    let report = assess(&config(), Some(&other_model), IDLE, &Stats::default(), Instant::now());
+    assert_eq!(report.level, Level::Ok, "the missing model was another one: {report:?}");
+    assert_eq!(value(&report, "model_loaded"), "");
+}
+
+#[test]
+fn latency_median_keeps_the_latest_samples() {
+    let stats = Stats::default();
+    for _ in 0..TTFT_SAMPLES {
+        stats.record(&response(Ending::Done("stop".into()), "u", 5.0));
+    }
+    for _ in 0..TTFT_SAMPLES / 2 + 1 {
+        stats.record(&response(Ending::Done("stop".into()), "u", 0.5));
+    }
+    assert_eq!(stats.snapshot(Instant::now()).4, Some(0.5));
+}
+
+#[test]
+fn model_names_and_urls() {
+    assert!(same_model("llama3.2", "llama3.2:latest") && same_model("Llama3.2:Latest", "llama3.2"));
+    assert!(same_model("me/model", "me/model:latest") && same_model("host:5000/me/m", "host:5000/me/m:latest"));
+    assert!(!same_model("llama3.2", "llama3.2:1b") && !same_model("llama3", "llama3.2"));
+    assert_eq!(redacted_url("http://bob:s3cret@gpu:11434"), "http://bob:xxxxx@gpu:11434");
+    assert_eq!(redacted_url("http://gpu:11434"), "http://gpu:11434");
+    let url = "http://bob:s3cret@gpu:11434";
+    assert_eq!(scrub_password("cannot connect to Ollama at http://bob:s3cret@gpu:11434", url),
+        "cannot connect to Ollama at http://bob:xxxxx@gpu:11434");
+}
+
+#[test]
+fn a_password_in_the_url_never_reaches_the_report() {
+    let mut params = Params::with_defaults();
+    params.ollama_url = "http://bob:s3cret@gpu:11434".into();
+    let config = Config::from_params(&params).unwrap();
+    let stats = Stats::default();
+    stats.record(&response(Ending::Error("failed at http://bob:s3cret@gpu:11434".into()), "u", 0.0));
+    let probe = Probe { url: config.ollama_url.clone(), model: "llama3.2".into(),
+        outcome: Err("cannot connect to Ollama at http://bob:s3cret@gpu:11434".into()) };
+    let report = assess(&config, Some(&probe), IDLE, &stats, Instant::now());
+    assert_eq!(report.level, Level::Error);
+    let everything = format!("{report:?}");
+    assert!(!everything.contains("s3cret"), "{everything}");
+    assert_eq!(report.hardware_id, "http://bob:xxxxx@gpu:11434");
+}
