@@ -29,3 +29,4 @@ pub mod ollama;
 pub mod outputs;
 pub mod ros;
 pub mod session;
+pub mod speech;

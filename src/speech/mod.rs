@@ -1,0 +1,4 @@
+//! Speech (placeholder)
+pub mod think;
+#[cfg(test)]
+mod test_util;
