@@ -1,4 +1,5 @@
 //! Speech (placeholder)
+pub mod sentences;
 pub mod think;
 #[cfg(test)]
 mod test_util;
