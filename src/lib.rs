@@ -14,6 +14,8 @@
 //!   commits completed exchanges, answers reset and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
+//! * `speech`: the text side of speaking (no ROS, no I/O): `<think>` blocks split from the answer,
+//!   streaming sentence segmentation, speakable text (no Markdown, no emoji), chained per request.
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.
 //! * `history_files`: durable JSONL history per session (`history_dir`).
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,

@@ -147,7 +147,10 @@ fn limits_table_whole_and_split() {
 }
 
 /// Each piece, and the sentences that must come out right after it (`min_sentence_chars` 1).
-const TIMING: &[(&str, &[(&str, &[&str])])] = &[
+/// (piece, sentences expected right after it)
+type Steps = &'static [(&'static str, &'static [&'static str])];
+
+const TIMING: &[(&str, Steps)] = &[
     ("the word after ! proves the end", &[("Then he left!", &[]), (" ", &[]), ("Did", &["Then he left!"])]),
     ("the word after ?\" proves the end", &[("Why?", &[]), ("\" ", &[]), ("x", &["Why?\""])]),
     ("a comma after ! continues", &[("Wow!", &[]), (" ", &[]), (", yes", &[])]),
@@ -208,7 +211,7 @@ fn random_texts_and_splits_keep_every_word_in_order_within_limits() {
         for (min, max) in [(1, 200), (10, 200), (10, 40), (0, 12)] {
             let cfg = config(min, max);
             let what = format!("{input:?} min {min} max {max}");
-            let (whole, whole_forced) = run_counting(cfg, &[input.clone()]);
+            let (whole, whole_forced) = run_counting(cfg, std::slice::from_ref(input));
             let starts = assert_covers(input, &whole, max, &what);
             if whole_forced == 0 {
                 assert_short_only_before_run_on(input, &whole, &starts, (min, max), &what);
