@@ -17,6 +17,8 @@
 //!   commits completed exchanges, answers reset and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
+//! * `speech`: the text side of speaking (no ROS, no I/O): `<think>` blocks split from the answer,
+//!   streaming sentence segmentation, speakable text (no Markdown, no emoji), chained per request.
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.
 //! * `history_files`: durable JSONL history per session (`history_dir`).
 //! * `goals`: routes one request's partials and final to its `chat` action goal, besides the topics.
@@ -38,3 +40,4 @@ pub mod ollama;
 pub mod outputs;
 pub mod ros;
 pub mod session;
+pub mod speech;
