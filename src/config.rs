@@ -202,6 +202,7 @@ impl Config {
         ClientConfig {
             base_url: self.ollama_url.clone(),
             connect_timeout: self.connect_timeout,
+            load_timeout: crate::ollama::DEFAULT_LOAD_TIMEOUT, // until `load_timeout_s` exists
             idle_timeout: self.request_timeout,
             api_key,
         }
