@@ -15,7 +15,7 @@ use base64::Engine;
 use percent_encoding::percent_decode_str;
 use reqwest::header::HeaderValue;
 
-use super::error::{self, OllamaError};
+use super::error::OllamaError;
 
 /// `url` with its password replaced by `***` (`http://user:***@host:11434`); a user info with
 /// no `:` (a token used as the user name) becomes `***` as a whole. Works on any text, parsable
@@ -150,13 +150,42 @@ impl Secrets {
     pub(crate) fn scrub(&self, text: String) -> String {
         self.0
             .iter()
-            .fold(text, |text, secret| error::scrub(text, secret))
+            .fold(text, |text, secret| scrub(text, secret))
     }
 
     /// `err` with every secret removed from its texts.
     pub(crate) fn redact(&self, err: OllamaError) -> OllamaError {
         self.0.iter().fold(err, |err, secret| err.redacted(secret))
     }
+}
+
+/// Secrets shorter than this are removed only where they stand as a word: replacing every
+/// `a` of a one-letter password would garble the text (and hide "model ... not found").
+const SHORT_SECRET: usize = 4;
+
+/// `text` with every occurrence of `secret` replaced by `<redacted>` (a short secret: only
+/// where no letter or digit touches it).
+pub(crate) fn scrub(text: String, secret: &str) -> String {
+    if secret.is_empty() || !text.contains(secret) {
+        return text;
+    }
+    if secret.chars().count() >= SHORT_SECRET {
+        return text.replace(secret, "<redacted>");
+    }
+    let alnum = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(secret) {
+        let end = at + secret.len();
+        if alnum(text[..at].chars().next_back()) || alnum(text[end..].chars().next()) {
+            continue;
+        }
+        out.push_str(&text[last..at]);
+        out.push_str("<redacted>");
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 #[cfg(test)]
@@ -233,5 +262,19 @@ mod tests {
         assert!(!format!("{secrets:?}").contains("p@ss"));
         let err = secrets.redact(OllamaError::Server("bad p@ss".into()));
         assert_eq!(err, OllamaError::Server("bad <redacted>".into()));
+    }
+
+    #[test]
+    fn a_short_secret_is_removed_where_it_stands_alone() {
+        let text = "model 'llama' not found; auth o:o failed (o)".to_owned();
+        assert_eq!(
+            scrub(text, "o"),
+            "model 'llama' not found; auth <redacted>:<redacted> failed (<redacted>)"
+        );
+        assert_eq!(scrub("pw=ab, abc".into(), "ab"), "pw=<redacted>, abc");
+        assert_eq!(
+            scrub("key sk-123 sk-1234".into(), "sk-123"),
+            "key <redacted> <redacted>4"
+        );
     }
 }

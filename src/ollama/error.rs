@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::credentials::scrub;
+
 /// Everything that can go wrong talking to Ollama, split by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OllamaError {
@@ -82,15 +84,6 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<OllamaError>();
 };
-
-/// `text` with every occurrence of `secret` (the API key) replaced by `<redacted>`.
-pub(crate) fn scrub(text: String, secret: &str) -> String {
-    if !secret.is_empty() && text.contains(secret) {
-        text.replace(secret, "<redacted>")
-    } else {
-        text
-    }
-}
 
 impl OllamaError {
     /// The same error with every occurrence of `secret` (the API key) in its texts replaced by
