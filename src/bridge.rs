@@ -296,7 +296,7 @@ impl Bridge {
         match client.show(model).await {
             Ok(_) => Ok(()),
             Err(OllamaError::Status { code: 404, .. }) => Err(format!(
-                "model '{model}' not found on the Ollama server at {}: pull it first (`ollama pull {model}`)", config.ollama_url)),
+                "model '{model}' not found on the Ollama server at {}: pull it first (`ollama pull {model}`)", config.shown_url())),
             Err(e) => Err(format!("could not check model '{model}': {e}")),
         }
     }
@@ -321,7 +321,7 @@ impl Inner {
 
     /// The client for `config`'s URL and timeouts (cached; cheap to clone).
     fn client(&self, config: &Config) -> Result<Client, OllamaError> {
-        let key: ClientKey = (config.ollama_url.clone(), config.connect_timeout, config.request_timeout);
+        let key: ClientKey = (config.ollama_url.clone(), config.connect_timeout, config.load_timeout, config.request_timeout);
         let mut cached = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((cached_key, client)) = cached.as_ref() {
             if *cached_key == key {
@@ -355,8 +355,8 @@ impl Inner {
     }
 }
 
-/// What a cached client was built from: URL, connect timeout, idle timeout.
-type ClientKey = (String, Duration, Duration);
+/// What a cached client was built from: URL, connect, load and idle timeouts.
+type ClientKey = (String, Duration, Duration, Duration);
 
 /// Validates an input before it is queued.
 fn check_input(request: &Request, config: &Config) -> Result<(), String> {

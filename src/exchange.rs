@@ -3,7 +3,7 @@
 //! published, so a listener never sees a partial twice.
 
 use crate::config::Config;
-use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, Think};
+use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, StallLimit, Think};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs, Partial, SessionState};
 use crate::session::{Job, Turn};
 use std::time::{Duration, Instant};
@@ -79,7 +79,7 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         time_to_first_chunk_s: progress.first_chunk.map(since).unwrap_or(0.0),
         total_time_s: since(Instant::now()),
         chunk_count: progress.seq,
-        server: config.ollama_url.clone(),
+        server: config.shown_url(),
     };
     ExchangeOutcome { response, turn }
 }
@@ -168,11 +168,12 @@ fn counters(chunk: &ChatChunk) -> Counters {
 /// plus which model and server it was. (The client already scrubs the API key from every error
 /// it returns, including text a server echoes back.)
 pub fn describe_error(e: &OllamaError, config: &Config) -> String {
-    let setting = match e {
-        OllamaError::Stalled { .. } => " (the idle timeout is request_timeout_s)",
-        _ => "",
+    let setting = match e.stall_limit() {
+        Some(StallLimit::Load) => " (the wait for the first line is load_timeout_s)",
+        Some(StallLimit::Idle) => " (the silence limit between lines is request_timeout_s)",
+        None => "",
     };
-    format!("{e}{setting} [model '{}' at {}]", config.model, config.ollama_url)
+    format!("{e}{setting} [model '{}' at {}]", config.model, config.shown_url())
 }
 
 #[cfg(test)]

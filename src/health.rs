@@ -152,10 +152,10 @@ pub async fn probe(client: Result<Client, OllamaError>, model: &str) -> Result<S
     let client = client.map_err(|e| e.to_string())?;
     let asked = async {
         let version = client.version().await?;
-        let (tags, loaded) = tokio::join!(client.list(), client.list_running());
+        let (tags, loaded) = tokio::join!(client.tags(), client.ps());
         Ok::<_, OllamaError>(ServerFacts {
             version,
-            model_present: tags?.iter().any(|m| same_model(&m.name, model)),
+            model_present: tags?.iter().any(|m| same_model(m, model)),
             model_loaded: loaded?.iter().any(|m| same_model(&m.name, model)),
         })
     };
@@ -176,16 +176,7 @@ pub fn same_model(a: &str, b: &str) -> bool {
     full(a) == full(b)
 }
 
-/// `url` with any password replaced by `xxxxx` (Go's `url.URL.Redacted`).
-pub fn redacted_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("xxxxx"));
-            parsed.to_string().trim_end_matches('/').to_string()
-        }
-        _ => url.to_string(),
-    }
-}
+pub use crate::ollama::redact_url as redacted_url;
 
 /// `text` with the password of `url` (if it has one) replaced by `xxxxx`: error texts quote the
 /// URL they failed on.

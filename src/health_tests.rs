@@ -124,7 +124,7 @@ fn model_names_and_urls() {
     assert!(same_model("llama3.2", "llama3.2:latest") && same_model("Llama3.2:Latest", "llama3.2"));
     assert!(same_model("me/model", "me/model:latest") && same_model("host:5000/me/m", "host:5000/me/m:latest"));
     assert!(!same_model("llama3.2", "llama3.2:1b") && !same_model("llama3", "llama3.2"));
-    assert_eq!(redacted_url("http://bob:s3cret@gpu:11434"), "http://bob:xxxxx@gpu:11434");
+    assert_eq!(redacted_url("http://bob:s3cret@gpu:11434"), "http://bob:***@gpu:11434");
     assert_eq!(redacted_url("http://gpu:11434"), "http://gpu:11434");
     let url = "http://bob:s3cret@gpu:11434";
     assert_eq!(scrub_password("cannot connect to Ollama at http://bob:s3cret@gpu:11434", url),
@@ -144,5 +144,5 @@ fn a_password_in_the_url_never_reaches_the_report() {
     assert_eq!(report.level, Level::Error);
     let everything = format!("{report:?}");
     assert!(!everything.contains("s3cret"), "{everything}");
-    assert_eq!(report.hardware_id, "http://bob:xxxxx@gpu:11434");
+    assert_eq!(report.hardware_id, "http://bob:***@gpu:11434");
 }

@@ -6,7 +6,7 @@
 //!   Ollama's own error text (e.g. `pull model manifest: file does not exist` for an unknown
 //!   name). Dropping the future closes the connection, which makes Ollama stop the pull.
 
-use crate::ollama::{Client, OllamaError, ProgressResponse};
+use crate::ollama::{Client, OllamaError, PullProgress};
 
 /// The answer of `list_models`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,8 +26,8 @@ pub async fn list_models(client: Result<Client, OllamaError>) -> ModelList {
         Ok(client) => client,
         Err(e) => return ModelList { message: e.to_string(), ..ModelList::default() },
     };
-    let (tags, loaded) = tokio::join!(client.list(), client.list_running());
-    let models: Vec<String> = tags.as_ref().map(|t| t.iter().map(|m| m.name.clone()).collect()).unwrap_or_default();
+    let (tags, loaded) = tokio::join!(client.tags(), client.ps());
+    let models: Vec<String> = tags.as_ref().map(|t| t.clone()).unwrap_or_default();
     let running: Vec<String> = loaded.as_ref().map(|l| l.iter().map(|m| m.name.clone()).collect()).unwrap_or_default();
     match tags.err().or(loaded.err()) {
         None => {
@@ -52,7 +52,7 @@ pub enum PullOutcome {
 
 /// Pulls `model`, calling `on_progress` for every progress line (the last one is `success`).
 pub async fn pull(
-    client: Result<Client, OllamaError>, model: &str, mut on_progress: impl FnMut(&ProgressResponse),
+    client: Result<Client, OllamaError>, model: &str, mut on_progress: impl FnMut(&PullProgress),
 ) -> PullOutcome {
     let model = model.trim();
     if model.is_empty() {

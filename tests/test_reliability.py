@@ -29,8 +29,22 @@ FAULTS = {
     "error_line_mid_stream": ({"kind": "error_line", "after": 2}, {}, ["error was encountered while running"]),
     "malformed_line": ({"kind": "malformed", "after": 2}, {}, ["unexpected data from Ollama"]),
     "line_over_8MB": ({"kind": "long_line", "after": 1, "bytes": 8_000_100}, {}, ["8000000"]),
-    "truncated_stream": ({"kind": "truncate", "after": 2}, {}, ["stream ended before the final chunk"]),
 }
+
+
+def test_a_stream_that_ends_cleanly_without_done_ends_the_answer_as_ollamas_client_does(start_bridge, emu):
+    """Ollama's Go client (api/client.go `stream`) reads lines until the body ends and returns
+    success: an answer whose HTTP response ends cleanly without a `done` line is complete. The
+    final says why it ended (`end_of_stream`) and the exchange enters the history."""
+    node, ep = start_bridge()
+    emu.push_fault({"kind": "truncate", "after": 2})
+    ended = ask(ep, "first")
+    assert (ended.done_reason, ended.error) == ("end_of_stream", ""), ended
+    assert ended.text and "".join(p.text for p in joined_partials(ep, ended)) == ended.text
+    second = ask(ep, "second")
+    assert messages(emu.chat_bodies()[-1]) == conversation(("first", ended.text), then="second")
+    assert second.done_reason == "stop"
+    node.assert_healthy()
 
 
 @pytest.mark.parametrize("name", FAULTS)

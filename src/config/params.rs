@@ -277,16 +277,6 @@ fn password(url: &str) -> Option<&str> {
     userinfo.split_once(':').map(|(_, password)| password)
 }
 
-/// `url` with its password replaced by `***` (`http://user:***@host:11434`).
-/// Stand-in for `crate::ollama::redact_url` (same signature), which another change adds.
-pub fn redact_url(url: &str) -> String {
-    match password(url) {
-        Some(secret) if !secret.is_empty() => {
-            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-            let at = rest.split(['/', '?', '#']).next().unwrap_or(rest).rfind('@').unwrap_or(0);
-            let user = rest[..at].split_once(':').map_or(&rest[..at], |(user, _)| user);
-            format!("{scheme}://{user}:{REDACTED}{}", &rest[at..])
-        }
-        _ => url.to_string(),
-    }
-}
+/// `url` with its password replaced by `***`: [`crate::ollama::redact_url`], the one place that
+/// knows how a server URL is shown.
+pub use crate::ollama::redact_url;

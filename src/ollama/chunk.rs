@@ -1,58 +1,52 @@
-//! The response side of `/api/chat`: [`ChatChunk`] (one NDJSON line) and its message delta.
+//! The response side of `/api/chat`: [`ChatChunk`] (one NDJSON line), its message delta, and
+//! [`parse_line`], which reads a line as Ollama's Go client does.
 //!
-//! Every field defaults and unknown fields are ignored: Ollama omits zero-valued metrics and
-//! empty fields, sends `"images": null`, and adds fields between versions.
+//! Decoding follows Go's `encoding/json` into `api.ChatResponse` (`api/types.go`; rules in
+//! `go_json`): keys match case-insensitively, the last of a repeated key wins, `null` leaves a
+//! field as it was, unknown fields are ignored, and a missing `done` is `false`. Ollama omits
+//! zero-valued metrics and empty fields, sends `"images": null`, and adds fields between versions.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{Deserialize, Deserializer, MapAccess};
+use serde::Serialize;
 
-use super::types::{null_default, Role, ToolCall};
+use super::error::OllamaError;
+use super::go_json::{go_struct, GoDecode, GoStruct, Onto};
+use super::types::{ToolCall, ToolCallFunction};
+use super::wire::parse_wire_line;
 
 /// The `message` of a streamed chunk: a delta to append, not the whole answer so far.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ResponseMessage {
-    /// Always `assistant` in practice.
-    pub role: Role,
+    /// `assistant` in practice; any text is kept as sent (Go's `Message.Role` is a string).
+    pub role: String,
     /// Answer text in this chunk (may be empty, e.g. on the final chunk or while thinking).
-    #[serde(deserialize_with = "null_default")]
     pub content: String,
     /// Reasoning text in this chunk (thinking models); never meant to be spoken.
-    #[serde(
-        skip_serializing_if = "String::is_empty",
-        deserialize_with = "null_default"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub thinking: String,
     /// Complete tool calls (they are never split across chunks).
-    #[serde(
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
     /// Images (normally `null`).
-    #[serde(
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_default"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<String>,
 }
 
 /// One line of the `/api/chat` stream. Metrics are present only on the final (`done`) chunk,
 /// and only when non-zero.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChatChunk {
     /// The model that answered.
-    #[serde(deserialize_with = "null_default")]
     pub model: String,
     /// RFC 3339 timestamp with nanoseconds, as sent (not parsed).
-    #[serde(deserialize_with = "null_default")]
     pub created_at: String,
-    /// The delta; absent on some final chunks.
+    /// The delta; absent (or `null`) on some final chunks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<ResponseMessage>,
     /// True on the last chunk of the answer.
     pub done: bool,
-    /// Why generation ended: `stop`, `length`, `load`, `unload` (final chunk only).
+    /// Why generation ended: `stop`, `length`, `load`, `unload` (final chunk only), or
+    /// [`DONE_REASON_END_OF_STREAM`] on the final chunk this client adds itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,
     /// Whole request time, nanoseconds.
@@ -75,6 +69,12 @@ pub struct ChatChunk {
     pub eval_duration: Option<u64>,
 }
 
+/// `done_reason` of the final chunk [`ChatStream`](super::ChatStream) adds when the server
+/// ended the body cleanly after at least one line but without a `done: true` line. Ollama's Go
+/// client treats that as a finished answer (its `stream()` returns `nil` at EOF); this reason
+/// tells the user it ended that way rather than with Ollama's own `stop`.
+pub const DONE_REASON_END_OF_STREAM: &str = "end_of_stream";
+
 impl ChatChunk {
     /// The answer text of this chunk (`""` if none).
     pub fn content(&self) -> &str {
@@ -94,34 +94,90 @@ impl ChatChunk {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn chunk_reads_transcript_shapes() {
-        let first: ChatChunk = serde_json::from_str(
-            r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":"The","images":null},"done":false,"future_field":1}"#,
-        ).unwrap();
-        assert_eq!(
-            (first.content(), first.done, first.done_reason.as_deref()),
-            ("The", false, None)
-        );
-        // Final chunk without `message` (the "with history" transcript) and with omitted metrics.
-        let last: ChatChunk = serde_json::from_str(
-            r#"{"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","done":true,"done_reason":"stop","eval_count":468}"#,
-        ).unwrap();
-        assert!(last.done && last.message.is_none() && last.content().is_empty());
-        assert_eq!((last.eval_count, last.prompt_eval_count), (Some(468), None));
-        let tools: ChatChunk = serde_json::from_str(
-            r#"{"model":"m","created_at":"t","message":{"role":"assistant","content":"","tool_calls":[{"id":"call_1","function":{"index":0,"name":"get_weather","arguments":{"city":"Tokyo"}}}]},"done":false}"#,
-        ).unwrap();
-        assert_eq!(tools.tool_calls()[0].id.as_deref(), Some("call_1"));
-        assert_eq!(tools.tool_calls()[0].function.arguments["city"], "Tokyo");
-        let thinking: ChatChunk = serde_json::from_str(
-            r#"{"message":{"role":"assistant","content":"","thinking":"Hmm"},"done":false}"#,
-        )
-        .unwrap();
-        assert_eq!(thinking.thinking(), "Hmm");
+impl GoStruct for ResponseMessage {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "role" => map.next_value_seed(Onto(&mut self.role))?,
+            "content" => map.next_value_seed(Onto(&mut self.content))?,
+            "thinking" => map.next_value_seed(Onto(&mut self.thinking))?,
+            "tool_calls" => map.next_value_seed(Onto(&mut self.tool_calls))?,
+            "images" => map.next_value_seed(Onto(&mut self.images))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
+}
+
+impl GoStruct for ChatChunk {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "model" => map.next_value_seed(Onto(&mut self.model))?,
+            "created_at" => map.next_value_seed(Onto(&mut self.created_at))?,
+            // Go's `Message` is a struct value: `null` leaves it, an object merges into it.
+            "message" => map.next_value_seed(Onto(&mut self.message))?,
+            "done" => map.next_value_seed(Onto(&mut self.done))?,
+            "done_reason" => map.next_value_seed(Onto(&mut self.done_reason))?,
+            "total_duration" => map.next_value_seed(Onto(&mut self.total_duration))?,
+            "load_duration" => map.next_value_seed(Onto(&mut self.load_duration))?,
+            "prompt_eval_count" => map.next_value_seed(Onto(&mut self.prompt_eval_count))?,
+            "prompt_eval_duration" => map.next_value_seed(Onto(&mut self.prompt_eval_duration))?,
+            "eval_count" => map.next_value_seed(Onto(&mut self.eval_count))?,
+            "eval_duration" => map.next_value_seed(Onto(&mut self.eval_duration))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl GoStruct for ToolCall {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "id" => map.next_value_seed(Onto(&mut self.id))?,
+            "function" => map.next_value_seed(Onto(&mut self.function))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+impl GoStruct for ToolCallFunction {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "index" => map.next_value_seed(Onto(&mut self.index))?,
+            "name" => map.next_value_seed(Onto(&mut self.name))?,
+            "arguments" => map.next_value_seed(Onto(&mut self.arguments))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+go_struct!(ResponseMessage, ChatChunk, ToolCall, ToolCallFunction);
+
+/// `Option<ResponseMessage>`: `null` leaves it; an object is merged into the message so far.
+impl GoDecode for Option<ResponseMessage> {
+    fn go_decode<'de, D: Deserializer<'de>>(&mut self, d: D) -> Result<(), D::Error> {
+        let had = self.is_some();
+        let mut message = self.take().unwrap_or_default();
+        message.go_decode(d)?;
+        *self = (had || message != ResponseMessage::default()).then_some(message);
+        Ok(())
+    }
+}
+
+/// Reads a chunk with Go's rules (see the module doc); `serde_json::from_str::<ChatChunk>`
+/// therefore behaves as `json.Unmarshal` into `api.ChatResponse` on valid UTF-8.
+impl<'de> Deserialize<'de> for ChatChunk {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut chunk = ChatChunk::default();
+        chunk.go_decode(d)?;
+        Ok(chunk)
+    }
+}
+
+/// Parses one NDJSON line of a chat stream as Ollama's Go client does (`api/client.go`
+/// `stream()` then `Chat()`): see [`parse_wire_line`]. `null`, `{}` or a line of unknown fields
+/// is an empty, not-done chunk, as in Go.
+pub(crate) fn parse_line(line: &[u8]) -> Result<ChatChunk, OllamaError> {
+    parse_wire_line(line, "chat chunk")
 }

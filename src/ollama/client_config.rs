@@ -5,36 +5,52 @@
 //! in Ollama: a scheme makes it a URL); invalid port → the default; quotes and spaces trimmed;
 //! bare `ollama.com` → `https://ollama.com:443`. Like Ollama's `ConnectableHost()`, a bind-all
 //! address (`0.0.0.0`, `::`), often left in `OLLAMA_HOST` from the server's setup, becomes loopback.
+//! User info (`user:password@`, Basic auth at a proxy) is kept as written; Ollama's own
+//! `envconfig.Host()` mangles it (its `net.SplitHostPort` sees "too many colons").
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+use super::credentials::{redact_url, split_userinfo};
+
 /// Default Ollama port when no scheme is given.
 pub const DEFAULT_PORT: &str = "11434";
 
-/// How to reach Ollama. `Debug` never shows the API key.
+/// Ollama's own bound on a model load that makes no progress (`OLLAMA_LOAD_TIMEOUT`,
+/// default `5m`, `envconfig/config.go`): the default [`ClientConfig::load_timeout`].
+pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How to reach Ollama. `Debug` never shows the API key or the URL's password.
 #[derive(Clone)]
 pub struct ClientConfig {
     /// Base URL, e.g. `http://127.0.0.1:11434`; `OLLAMA_HOST` forms are accepted and normalised.
+    /// `http://user:password@host:port` sends the (percent-decoded) user info as HTTP Basic
+    /// auth and never shows the password (see [`redact_url`](super::redact_url)).
     pub base_url: String,
     /// Longest wait for the TCP (and TLS) connection.
     pub connect_timeout: Duration,
-    /// Longest silence accepted: for the response headers (counted after connecting, so the
-    /// wait is bounded by `connect_timeout + idle_timeout`) and between any two body reads.
-    /// Ollama sends headers only with the first token, so this must cover a model load.
+    /// Longest wait, after connecting, for the response headers AND the first streamed line:
+    /// model load, queueing behind other requests and prompt evaluation all happen before
+    /// Ollama sends anything (it sends headers with the first token). A chat, `load` and `pull`
+    /// use it; quick calls (`show`, `version`, `tags`, `ps`) use `idle_timeout` instead.
+    pub load_timeout: Duration,
+    /// Longest silence between two reads once the first line of an answer arrived (a model
+    /// that stalls mid-answer), and the header wait of the quick calls.
     pub idle_timeout: Duration,
-    /// Sent as `Authorization: Bearer <key>` when set (remote or proxied Ollama).
+    /// Sent as `Authorization: Bearer <key>` when set (remote or proxied Ollama), unless the URL
+    /// has user info: that belongs to this server and wins (Basic auth; the key is not sent).
     pub api_key: Option<String>,
 }
 
 impl Default for ClientConfig {
-    /// Local Ollama, 5 s to connect, 120 s of silence tolerated (enough to load most models).
+    /// Local Ollama, 5 s to connect, 300 s to start answering, 60 s of silence mid-answer.
     fn default() -> Self {
         ClientConfig {
             base_url: normalise(""),
             connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(120),
+            load_timeout: DEFAULT_LOAD_TIMEOUT,
+            idle_timeout: Duration::from_secs(60),
             api_key: None,
         }
     }
@@ -43,8 +59,9 @@ impl Default for ClientConfig {
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
-            .field("base_url", &self.base_url)
+            .field("base_url", &redact_url(&self.base_url))
             .field("connect_timeout", &self.connect_timeout)
+            .field("load_timeout", &self.load_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish()
@@ -54,7 +71,9 @@ impl fmt::Debug for ClientConfig {
 impl ClientConfig {
     /// Normalises an `OLLAMA_HOST` value into a base URL like Ollama's `envconfig.Host()`:
     /// `""` → `http://127.0.0.1:11434`, `robot-gpu` → `http://robot-gpu:11434`,
-    /// `https://x` → `https://x:443`, `0.0.0.0:11434` → `http://127.0.0.1:11434`.
+    /// `https://x` → `https://x:443`, `0.0.0.0:11434` → `http://127.0.0.1:11434`,
+    /// `user:pw@robot-gpu` → `http://user:pw@robot-gpu:11434` (the result holds the password:
+    /// show it only through [`redact_url`](super::redact_url)).
     pub fn from_env_host(host: &str) -> String {
         normalise(host)
     }
@@ -69,9 +88,22 @@ impl ClientConfig {
     }
 }
 
-/// Normalises an `OLLAMA_HOST`-style value into a base URL without a trailing slash.
+/// Normalises an `OLLAMA_HOST`-style value into a base URL without a trailing slash; user
+/// info is set aside, the rest normalised, and the user info put back as written.
 pub(crate) fn normalise(raw: &str) -> String {
     let s = raw.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+    match split_userinfo(s) {
+        (Some(userinfo), rest) => {
+            let url = normalise_host(&rest);
+            let start = url.find("://").map_or(0, |i| i + 3);
+            format!("{}{userinfo}@{}", &url[..start], &url[start..])
+        }
+        (None, _) => normalise_host(s),
+    }
+}
+
+/// [`normalise`] for a value without user info.
+fn normalise_host(s: &str) -> String {
     let (scheme, rest, default_port) = match s.split_once("://") {
         None if s == "ollama.com" => ("https", "ollama.com:443", "443"),
         None => ("http", s, DEFAULT_PORT),
@@ -171,10 +203,42 @@ mod tests {
             ("[::]", "http://[::1]:11434"),
             ("[fe80::1]", "http://[fe80::1]:11434"),
             ("ollama.com", "https://ollama.com:443"),
+            // User info (Basic auth at a proxy) survives, as written.
+            ("user:pw@robot-gpu", "http://user:pw@robot-gpu:11434"),
+            (
+                "http://user:p%40ss@robot-gpu",
+                "http://user:p%40ss@robot-gpu:80",
+            ),
+            (
+                "https://u:p/w#x@host:8443/ollama/",
+                "https://u:p/w#x@host:8443/ollama",
+            ),
+            ("u:p@0.0.0.0:8080", "http://u:p@127.0.0.1:8080"),
+            ("\"user:pw@[::1]\"", "http://user:pw@[::1]:11434"),
         ];
         for (input, want) in cases {
             assert_eq!(normalise(input), want, "OLLAMA_HOST={input:?}");
         }
+    }
+
+    #[test]
+    fn debug_never_shows_the_password_or_the_key() {
+        let cfg = ClientConfig {
+            base_url: "http://robot:s3cret@gpu:11434".into(),
+            api_key: Some("sk-key".into()),
+            ..ClientConfig::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(
+            shown.contains("robot:***@gpu")
+                && !shown.contains("s3cret")
+                && !shown.contains("sk-key"),
+            "{shown}"
+        );
+        assert_eq!(
+            (cfg.load_timeout, cfg.idle_timeout),
+            (DEFAULT_LOAD_TIMEOUT, Duration::from_secs(60))
+        );
     }
 
     #[test]

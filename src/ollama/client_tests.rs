@@ -13,6 +13,7 @@ pub(crate) fn client(url: &str) -> Client {
     Client::new(ClientConfig {
         base_url: url.to_owned(),
         connect_timeout: Duration::from_millis(500),
+        load_timeout: Duration::from_millis(200),
         idle_timeout: Duration::from_millis(200),
         api_key: None,
     })
@@ -176,7 +177,7 @@ async fn busy_503_with_empty_body_uses_the_reason_and_is_retryable() {
 }
 
 #[tokio::test]
-async fn no_headers_within_the_idle_timeout_is_a_stall_awaiting_headers() {
+async fn no_headers_within_the_load_timeout_is_a_stall_awaiting_headers() {
     let server = FakeServer::start(vec![vec![Step::Pause(Duration::from_secs(3))]]).await;
     let started = Instant::now();
     let err = client(&server.url).chat_stream(&hello()).await.unwrap_err();
@@ -185,6 +186,7 @@ async fn no_headers_within_the_idle_timeout_is_a_stall_awaiting_headers() {
             err,
             OllamaError::Stalled {
                 awaiting_headers: true,
+                limit: super::StallLimit::Load,
                 ..
             }
         ),
@@ -203,13 +205,18 @@ async fn no_headers_within_the_idle_timeout_is_a_stall_awaiting_headers() {
 }
 
 #[tokio::test]
-async fn closed_before_any_answer_is_truncated_and_retryable() {
-    let err = chat_error(vec![vec![]]).await;
+async fn closed_before_any_answer_is_sent_once_more_then_truncated_and_retryable() {
+    // Both connections are accepted and closed without an answer: one re-send, not more.
+    let mut server = FakeServer::start(vec![vec![], vec![], vec![]]).await;
+    let err = client(&server.url).chat_stream(&hello()).await.unwrap_err();
     let OllamaError::Truncated { chunks: 0, detail } = &err else {
         panic!("{err:?}")
     };
     assert!(detail.contains("closed"), "{detail}");
     assert!(err.is_retryable_before_output());
+    server.request().await;
+    server.request().await;
+    assert!(server.requests.try_recv().is_err(), "sent a third time");
 }
 
 #[tokio::test]
@@ -338,5 +345,5 @@ fn bad_configs_are_rejected_with_a_reason() {
     }
     let c = Client::new(cfg("robot-gpu", Some("  "))).unwrap();
     assert_eq!(c.base_url(), "http://robot-gpu:11434");
-    assert!(format!("{c:?}").contains("api_key: None"));
+    assert!(format!("{c:?}").contains("Secrets(<0 redacted>)"), "{c:?}");
 }

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::credentials::scrub;
+
 /// Everything that can go wrong talking to Ollama, split by what the caller should do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OllamaError {
@@ -34,12 +36,15 @@ pub enum OllamaError {
     },
     /// Ollama sent an `{"error": ...}` line after the answer had started (the status stays 200).
     Server(String),
-    /// Nothing arrived for `after` (no response headers yet, or no bytes mid-stream).
+    /// Ollama was silent too long: no headers or no first line within the load timeout, or
+    /// no bytes for the idle timeout in the middle of an answer.
     Stalled {
-        /// The base URL of the server that went quiet.
+        /// The base URL of the server that went quiet (password redacted).
         url: String,
-        /// The configured idle timeout.
+        /// The limit that ran out (the configured duration).
         after: Duration,
+        /// Which setting that limit is, so a caller can name it to the user.
+        limit: StallLimit,
         /// True if the response had not started yet (model loading, queueing, dead proxy).
         awaiting_headers: bool,
     },
@@ -56,19 +61,29 @@ pub enum OllamaError {
     Http(String),
 }
 
+/// Which time limit of [`ClientConfig`](super::ClientConfig) a stall ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StallLimit {
+    /// `load_timeout`: waiting for the headers and the first line (model load, queue, prompt).
+    Load,
+    /// `idle_timeout`: silence between reads after the first line.
+    Idle,
+}
+
+impl StallLimit {
+    /// The [`ClientConfig`](super::ClientConfig) field name: `load_timeout` or `idle_timeout`.
+    pub fn setting(self) -> &'static str {
+        match self {
+            StallLimit::Load => "load_timeout",
+            StallLimit::Idle => "idle_timeout",
+        }
+    }
+}
+
 const _: () = {
     const fn assert_send_sync<T: Send + Sync + 'static>() {}
     assert_send_sync::<OllamaError>();
 };
-
-/// `text` with every occurrence of `secret` (the API key) replaced by `<redacted>`.
-pub(crate) fn scrub(text: String, secret: &str) -> String {
-    if !secret.is_empty() && text.contains(secret) {
-        text.replace(secret, "<redacted>")
-    } else {
-        text
-    }
-}
 
 impl OllamaError {
     /// The same error with every occurrence of `secret` (the API key) in its texts replaced by
@@ -80,11 +95,20 @@ impl OllamaError {
         let clean = |text: String| scrub(text, secret);
         match self {
             OllamaError::Config(t) => OllamaError::Config(clean(t)),
-            OllamaError::Connect { url, detail } => OllamaError::Connect { url, detail: clean(detail) },
-            OllamaError::Status { code, message } => OllamaError::Status { code, message: clean(message) },
+            OllamaError::Connect { url, detail } => OllamaError::Connect {
+                url,
+                detail: clean(detail),
+            },
+            OllamaError::Status { code, message } => OllamaError::Status {
+                code,
+                message: clean(message),
+            },
             OllamaError::Server(t) => OllamaError::Server(clean(t)),
             OllamaError::Protocol(t) => OllamaError::Protocol(clean(t)),
-            OllamaError::Truncated { chunks, detail } => OllamaError::Truncated { chunks, detail: clean(detail) },
+            OllamaError::Truncated { chunks, detail } => OllamaError::Truncated {
+                chunks,
+                detail: clean(detail),
+            },
             OllamaError::Http(t) => OllamaError::Http(clean(t)),
             other @ (OllamaError::ConnectTimeout { .. } | OllamaError::Stalled { .. }) => other,
         }
@@ -102,6 +126,14 @@ impl OllamaError {
             OllamaError::Protocol(_) => "protocol",
             OllamaError::Truncated { .. } => "truncated",
             OllamaError::Http(_) => "http",
+        }
+    }
+
+    /// Which limit a [`OllamaError::Stalled`] ran into; `None` for other errors.
+    pub fn stall_limit(&self) -> Option<StallLimit> {
+        match self {
+            OllamaError::Stalled { limit, .. } => Some(*limit),
+            _ => None,
         }
     }
 
@@ -180,20 +212,23 @@ impl fmt::Display for OllamaError {
             OllamaError::Stalled {
                 url,
                 after,
-                awaiting_headers: true,
+                limit: StallLimit::Load,
+                awaiting_headers,
             } => write!(
                 f,
-                "Ollama at {url} did not start answering within {after:?}: the model may still \
-                 be loading or the request is queued; raise the idle timeout if this is expected"
+                "Ollama at {url} {} within {after:?} (the load timeout): the model may still be \
+                 loading, the request queued behind others, or a long prompt being evaluated; \
+                 raise the load timeout if this is expected",
+                if *awaiting_headers {
+                    "did not start answering"
+                } else {
+                    "sent no first line of the answer"
+                }
             ),
-            OllamaError::Stalled {
-                url,
-                after,
-                awaiting_headers: false,
-            } => write!(
+            OllamaError::Stalled { url, after, .. } => write!(
                 f,
-                "Ollama at {url} stopped sending for {after:?} in the middle of an answer; \
-                 gave up (raise the idle timeout if the model is this slow)"
+                "Ollama at {url} stopped sending for {after:?} in the middle of an answer (the \
+                 idle timeout); gave up (raise the idle timeout if the model is this slow)"
             ),
             OllamaError::Protocol(msg) => write!(f, "unexpected data from Ollama: {msg}"),
             OllamaError::Truncated { chunks, detail } => write!(
@@ -288,6 +323,7 @@ mod tests {
             OllamaError::Stalled {
                 url,
                 after: Duration::from_secs(1),
+                limit: StallLimit::Load,
                 awaiting_headers: true,
             },
             OllamaError::Protocol("bad".into()),
@@ -327,9 +363,29 @@ mod tests {
         let e = OllamaError::Stalled {
             url: "http://x:11434".into(),
             after: Duration::from_millis(200),
+            limit: StallLimit::Idle,
             awaiting_headers: false,
         };
         assert!(e.to_string().contains("stopped sending for 200ms"), "{e}");
-        assert_eq!(e.kind(), "stalled");
+        assert!(e.to_string().contains("(the idle timeout)"), "{e}");
+        assert_eq!(
+            (e.kind(), e.stall_limit()),
+            ("stalled", Some(StallLimit::Idle))
+        );
+        let e = OllamaError::Stalled {
+            url: "http://x:11434".into(),
+            after: Duration::from_secs(300),
+            limit: StallLimit::Load,
+            awaiting_headers: false,
+        };
+        assert!(
+            e.to_string()
+                .contains("sent no first line of the answer within 300s (the load timeout)"),
+            "{e}"
+        );
+        assert_eq!(
+            e.stall_limit().map(StallLimit::setting),
+            Some("load_timeout")
+        );
     }
 }

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 /// One action of a scripted connection.
+#[derive(Clone)]
 pub(crate) enum Step {
     /// Write these bytes and flush.
     Send(Vec<u8>),
@@ -18,6 +19,11 @@ pub(crate) enum Step {
     Pause(Duration),
     /// Wait up to this long for the client to close; reports [`Event::ClientClosed`].
     AwaitClientClose(Duration),
+    /// Read the next request on the same (keep-alive) connection; the script ends if the
+    /// client closes it instead.
+    NextRequest,
+    /// Close with a TCP reset (RST) instead of a clean close, ending the script.
+    Reset,
 }
 
 /// What the server observed, besides requests.
@@ -108,6 +114,16 @@ async fn serve_one(
                 }
             }
             Step::Pause(d) => tokio::time::sleep(d).await,
+            Step::Reset => {
+                let _ = socket.set_zero_linger();
+                return;
+            }
+            Step::NextRequest => match read_request(&mut socket).await {
+                Some(request) => {
+                    let _ = requests.send(request);
+                }
+                None => return,
+            },
             Step::AwaitClientClose(d) => {
                 let mut buf = [0u8; 1024];
                 let closed = tokio::time::timeout(d, async {
@@ -202,6 +218,18 @@ pub(crate) fn reply(code: u16, reason: &str, content_type: &str, body: &str) -> 
     Step::Send(
         format!(
             "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+/// A complete JSON response that keeps the connection open for the next request.
+pub(crate) fn keep_alive_json(body: &Value) -> Step {
+    let body = body.to_string();
+    Step::Send(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes(),

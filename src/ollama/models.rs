@@ -1,333 +1,284 @@
-//! Model management: `GET /api/tags` (installed models), `GET /api/ps` (loaded models) and
-//! `POST /api/pull` (fetch a model, streaming [`ProgressResponse`] lines).
+//! Model management: `GET /api/tags` ([`Client::tags`]), `GET /api/ps` ([`Client::ps`]),
+//! `POST /api/pull` as a stream of progress ([`Client::pull`], [`PullStream`]), and loading or
+//! unloading a model with an empty `/api/chat` ([`Client::load`], [`Client::unload`]).
 //!
-//! Shapes and names are those of Ollama's `api/types.go` (`ListModelResponse`,
-//! `ProcessModelResponse`, `ProgressResponse`) and the calls mirror `api/client.go`'s `List`,
-//! `ListRunning` and `Pull`. A pull that fails after it started answers HTTP 200 and ends with an
-//! `{"error": ...}` line (`server/routes.go` `PullHandler`); closing the connection cancels it.
+//! Shapes from Ollama's `api/types.go` (`ListResponse`, `ProcessResponse`, `ProgressResponse`)
+//! and `docs/api.md` ("Load a model": empty `messages` answers `done_reason: "load"`, with
+//! `keep_alive: 0` `"unload"`).
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use futures::stream::{FusedStream, Stream};
+use reqwest::header::ACCEPT;
+use serde::de::MapAccess;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::body::{byte_stream, Event, Limits, LineBody};
+use super::chunk::{parse_line, ChatChunk};
 use super::client::Client;
-use super::error::{error_chain, OllamaError};
-use super::ndjson::{LineError, LineReader};
+use super::credentials::Secrets;
+use super::error::{OllamaError, StallLimit};
+use super::go_json::{go_struct, GoStruct, Onto};
+use super::keep_alive::KeepAlive;
+use super::ndjson::Line;
 use super::show::ModelDetails;
-use super::stream::excerpt;
-use super::types::null_default;
+use super::types::{null_default, ChatRequest};
+use super::wire::parse_wire_line;
 
-/// Longest silence accepted in a pull: Ollama sends nothing while it verifies a digest, which for
-/// a 40 GB blob on a slow disk takes minutes (the chat idle timeout would cut it off).
-pub const PULL_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// One installed model, an entry of `GET /api/tags`.
+/// One model the server is running (`/api/ps`). Every field defaults; unknown fields are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ListModelResponse {
-    /// e.g. `llama3.2:latest`.
+pub struct RunningModel {
+    /// Name with tag, e.g. `llama3.2:latest`.
     #[serde(deserialize_with = "null_default")]
     pub name: String,
-    /// Same as `name` on current servers.
+    /// Usually the same as `name`.
     #[serde(deserialize_with = "null_default")]
     pub model: String,
-    /// Bytes on disk.
+    /// Bytes in memory.
     pub size: u64,
+    /// Bytes of it in GPU memory.
+    pub size_vram: u64,
+    /// When it will be unloaded (RFC 3339), as sent.
     #[serde(deserialize_with = "null_default")]
-    pub digest: String,
+    pub expires_at: String,
+    /// Context length it was loaded with (newer servers).
+    pub context_length: u64,
+    /// Format, family, size and quantisation.
     pub details: ModelDetails,
 }
 
-/// One loaded model, an entry of `GET /api/ps`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ProcessModelResponse {
-    #[serde(deserialize_with = "null_default")]
-    pub name: String,
-    #[serde(deserialize_with = "null_default")]
-    pub model: String,
-    /// Bytes in memory, of which `size_vram` on the GPU.
-    pub size: u64,
-    pub size_vram: u64,
-    /// When it unloads (RFC 3339), as sent.
-    #[serde(deserialize_with = "null_default")]
-    pub expires_at: String,
-    pub context_length: u64,
-}
-
-/// One progress line of `POST /api/pull`: `status` ("pulling manifest", "pulling <digest>",
-/// "verifying sha256 digest", "writing manifest", "success"); byte counts while downloading a layer.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ProgressResponse {
-    #[serde(deserialize_with = "null_default")]
+/// One line of `/api/pull`: a phase (`pulling manifest`, `pulling <digest>`, `verifying sha256
+/// digest`, `writing manifest`, `success`) with byte counts while a layer downloads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PullProgress {
+    /// What the server is doing; `success` on the last line.
     pub status: String,
-    #[serde(deserialize_with = "null_default")]
+    /// The layer being downloaded (`sha256:...`), when there is one.
     pub digest: String,
-    /// Bytes of the layer being downloaded (0 when the line is not about a layer).
-    pub total: u64,
-    pub completed: u64,
+    /// Bytes of the layer, when known.
+    pub total: Option<u64>,
+    /// Bytes of the layer downloaded so far, when known.
+    pub completed: Option<u64>,
 }
 
-impl ProgressResponse {
-    /// The last line of a successful pull.
+impl PullProgress {
+    /// True on the line that ends a successful pull.
     pub fn is_success(&self) -> bool {
         self.status == "success"
     }
 }
 
-/// `{"models": [...]}` of `/api/tags` and `/api/ps` (`null` = none).
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "T: Deserialize<'de> + Default"))]
-struct ModelList<T> {
-    #[serde(default = "Vec::new", deserialize_with = "null_default")]
-    models: Vec<T>,
+impl GoStruct for PullProgress {
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "status" => map.next_value_seed(Onto(&mut self.status))?,
+            "digest" => map.next_value_seed(Onto(&mut self.digest))?,
+            "total" => map.next_value_seed(Onto(&mut self.total))?,
+            "completed" => map.next_value_seed(Onto(&mut self.completed))?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
+go_struct!(PullProgress);
+
 impl Client {
-    /// `GET /api/tags`: the models installed on the server (Go client: `List`).
-    pub async fn list(&self) -> Result<Vec<ListModelResponse>, OllamaError> {
+    /// `GET /api/tags`: the names of the models the server has (`llama3.2:latest`, ...).
+    pub async fn tags(&self) -> Result<Vec<String>, OllamaError> {
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default, deserialize_with = "null_default")]
+            models: Vec<Named>,
+        }
+        #[derive(Deserialize)]
+        struct Named {
+            #[serde(default, deserialize_with = "null_default")]
+            name: String,
+        }
         let url = self.endpoint("/api/tags");
         log::debug!("GET {url}");
-        let list: ModelList<ListModelResponse> =
-            self.get_json(self.http.get(&url).header(ACCEPT, "application/json")).await?;
-        Ok(list.models)
+        let tags: Tags = self
+            .get_json(|http| http.get(&url).header(ACCEPT, "application/json"))
+            .await?;
+        Ok(tags.models.into_iter().map(|m| m.name).collect())
     }
 
-    /// `GET /api/ps`: the models loaded in memory now (Go client: `ListRunning`).
-    pub async fn list_running(&self) -> Result<Vec<ProcessModelResponse>, OllamaError> {
+    /// `GET /api/ps`: the models loaded in memory now.
+    pub async fn ps(&self) -> Result<Vec<RunningModel>, OllamaError> {
+        #[derive(Deserialize)]
+        struct Ps {
+            #[serde(default, deserialize_with = "null_default")]
+            models: Vec<RunningModel>,
+        }
         let url = self.endpoint("/api/ps");
         log::debug!("GET {url}");
-        let list: ModelList<ProcessModelResponse> =
-            self.get_json(self.http.get(&url).header(ACCEPT, "application/json")).await?;
-        Ok(list.models)
+        let ps: Ps = self
+            .get_json(|http| http.get(&url).header(ACCEPT, "application/json"))
+            .await?;
+        Ok(ps.models)
     }
 
-    /// `POST /api/pull {"model": .., "stream": true}`: returns once the response started; the
-    /// progress lines come from [`PullStream::next_progress`]. An invalid name is refused with
-    /// [`OllamaError::Status`] 400; most failures (unknown model, network) arrive as an error line.
+    /// `POST /api/pull {"model": .., "stream": true}`: the download as a [`PullStream`] of
+    /// progress lines, ending after the `success` line or with the server's error text
+    /// ([`OllamaError::Server`], e.g. `pull model manifest: file does not exist`). Dropping the
+    /// stream closes the connection, which stops the pull. A pull can be silent for minutes
+    /// (checking a large layer's digest), so `load_timeout`, not `idle_timeout`, bounds every
+    /// wait of it.
     pub async fn pull(&self, model: &str) -> Result<PullStream, OllamaError> {
         let url = self.endpoint("/api/pull");
         log::debug!("POST {url}: model {model}");
-        let request = self
-            .http
-            .post(&url)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/x-ndjson")
-            .json(&serde_json::json!({ "model": model, "stream": true }));
-        let response = self.send(request).await?;
+        let body = serde_json::json!({ "model": model, "stream": true });
+        let (response, first_line_by) = self
+            .send(
+                |http| {
+                    http.post(&url)
+                        .header(ACCEPT, "application/x-ndjson")
+                        .json(&body)
+                },
+                StallLimit::Load,
+            )
+            .await?;
+        let limits = Limits {
+            first_line_by,
+            load: self.load_timeout,
+            idle: self.load_timeout,
+            idle_limit: StallLimit::Load,
+        };
         Ok(PullStream {
-            response: Some(response),
-            reader: LineReader::new(),
-            lines: VecDeque::new(),
+            body: LineBody::new(byte_stream(response), limits),
             finished: false,
-            url: self.base_url().to_owned(),
-            secret: self.api_key.clone(),
+            lines: 0,
+            url: self.shown.to_string(),
+            secrets: self.secrets.clone(),
         })
+    }
+
+    /// Loads `model` into memory (an `/api/chat` with no messages) and keeps it for
+    /// `keep_alive` (`None` = the server's default). Returns Ollama's answer: `done_reason`
+    /// `load`, `load_duration` set. The wait is bounded by `connect_timeout + load_timeout`.
+    pub async fn load(
+        &self,
+        model: &str,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<ChatChunk, OllamaError> {
+        let mut req = ChatRequest::new(model, Vec::new());
+        req.keep_alive = keep_alive;
+        self.chat_once(&req).await
+    }
+
+    /// Unloads `model` from memory now (an `/api/chat` with no messages and `keep_alive: 0`);
+    /// Ollama answers `done_reason: "unload"`.
+    pub async fn unload(&self, model: &str) -> Result<ChatChunk, OllamaError> {
+        self.load(model, Some(KeepAlive::For(Duration::ZERO))).await
+    }
+
+    /// A non-streamed chat: one JSON answer, read with the stream's line rules.
+    async fn chat_once(&self, req: &ChatRequest) -> Result<ChatChunk, OllamaError> {
+        let (response, _) = self.start_chat(req, "application/json").await?;
+        let body = self.read_body(response, 1 << 20).await?;
+        parse_line(body.trim_ascii()).map_err(|e| self.secrets.redact(e))
     }
 }
 
-/// The body of a streaming pull. Dropping it closes the connection, which cancels the pull in
-/// Ollama (the handler's context ends with the request).
+/// A pull in progress: [`PullProgress`] lines until `success` (then `None`), or an error.
+/// Dropping it cancels the pull.
 pub struct PullStream {
-    /// The open body; `None` once it ended.
-    response: Option<reqwest::Response>,
-    reader: LineReader,
-    /// Lines split off but not handed out yet.
-    lines: VecDeque<Result<String, LineError>>,
+    /// The response body as lines.
+    body: LineBody,
     /// Set after `success` or an error.
     finished: bool,
-    /// Base URL, for error texts.
+    /// Lines received (for "cut before any progress").
+    lines: usize,
+    /// Base URL (password redacted) for texts.
     url: String,
-    /// The API key, scrubbed from every error text.
-    secret: Option<Arc<str>>,
+    /// Removed from error texts.
+    secrets: Secrets,
+}
+
+impl fmt::Debug for PullStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PullStream")
+            .field("url", &self.url)
+            .field("lines", &self.lines)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PullStream {
-    /// The next progress line; `None` after the `success` line or after an error. A body that
-    /// ends without `success` is [`OllamaError::Truncated`]; silence longer than
-    /// [`PULL_IDLE_TIMEOUT`] is [`OllamaError::Stalled`].
-    pub async fn next_progress(&mut self) -> Option<Result<ProgressResponse, OllamaError>> {
-        loop {
-            if self.finished {
-                return None;
-            }
-            if let Some(line) = self.lines.pop_front() {
-                return Some(self.on_line(line));
-            }
-            let Some(response) = self.response.as_mut() else {
-                return Some(Err(self.fail(OllamaError::Truncated {
-                    chunks: 0,
-                    detail: "the pull ended without a \"success\" line".into(),
-                })));
-            };
-            match tokio::time::timeout(PULL_IDLE_TIMEOUT, response.chunk()).await {
-                Err(_) => {
-                    let url = self.url.clone();
-                    let stalled = OllamaError::Stalled { url, after: PULL_IDLE_TIMEOUT, awaiting_headers: false };
-                    return Some(Err(self.fail(stalled)));
-                }
-                Ok(Err(e)) => {
-                    let detail = error_chain(&e);
-                    return Some(Err(self.fail(OllamaError::Truncated { chunks: 0, detail })));
-                }
-                Ok(Ok(Some(bytes))) => {
-                    let lines = self.reader.push(&bytes);
-                    self.lines.extend(lines);
-                }
-                Ok(Ok(None)) => {
-                    self.response = None;
-                    self.lines.extend(self.reader.finish());
-                }
-            }
-        }
+    /// The next progress line; `None` after `success` or after an error.
+    pub async fn next_progress(&mut self) -> Option<Result<PullProgress, OllamaError>> {
+        futures::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    fn on_line(&mut self, line: Result<String, LineError>) -> Result<ProgressResponse, OllamaError> {
-        let parsed = match line {
-            Ok(text) => parse_progress(&text),
-            Err(e) => Err(OllamaError::Protocol(format!("{e} in the pull stream from {}", self.url))),
-        };
+    fn end(&mut self, err: OllamaError) -> OllamaError {
+        self.finished = true;
+        self.body.close();
+        let err = self.secrets.redact(err);
+        log::debug!("pull from {} failed: {err}", self.url);
+        err
+    }
+
+    fn on_line(&mut self, line: Line, last: bool) -> Result<PullProgress, OllamaError> {
+        let parsed = line
+            .map_err(|e| OllamaError::Protocol(format!("{e} in the pull stream from {}", self.url)))
+            .and_then(|bytes| parse_wire_line::<PullProgress>(&bytes, "pull progress line"));
         match parsed {
             Ok(progress) => {
-                self.finished = progress.is_success();
+                self.lines += 1;
+                if progress.is_success() {
+                    self.finished = true;
+                    self.body.close();
+                }
                 Ok(progress)
             }
-            Err(e) => Err(self.fail(e)),
-        }
-    }
-
-    /// Ends the stream (closing the connection) and returns `err` without the API key.
-    fn fail(&mut self, err: OllamaError) -> OllamaError {
-        self.finished = true;
-        self.response = None;
-        self.lines.clear();
-        match &self.secret {
-            Some(secret) => err.redacted(secret),
-            None => err,
+            Err(OllamaError::Protocol(_)) if last => Err(self.end(OllamaError::Truncated {
+                chunks: self.lines,
+                detail: "connection closed mid-line".into(),
+            })),
+            Err(e) => Err(self.end(e)),
         }
     }
 }
 
-/// One pull line: `{"error": ..}` (checked first, as Ollama's Go client does) is
-/// [`OllamaError::Server`]; a progress line must have a `status`.
-fn parse_progress(line: &str) -> Result<ProgressResponse, OllamaError> {
-    let bad = |why: String| OllamaError::Protocol(format!("{why}: {}", excerpt(line, 120)));
-    let value: Value = serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON line ({e})")))?;
-    match value.get("error") {
-        Some(Value::String(msg)) if !msg.is_empty() => return Err(OllamaError::Server(msg.clone())),
-        Some(Value::Null | Value::String(_)) | None => {}
-        Some(other) => return Err(OllamaError::Server(other.to_string())),
+impl Stream for PullStream {
+    type Item = Result<PullProgress, OllamaError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        let item = match std::task::ready!(this.body.poll_event(cx)) {
+            Event::Line(line) => this.on_line(line, false),
+            Event::Tail(line) => this.on_line(line, true),
+            // Unlike a chat answer, a pull that never said `success` did not demonstrably finish.
+            Event::End => Err(this.end(OllamaError::Truncated {
+                chunks: this.lines,
+                detail: "the pull ended without its success line".into(),
+            })),
+            Event::Cut(detail) => Err(this.end(OllamaError::Truncated {
+                chunks: this.lines,
+                detail,
+            })),
+            Event::Stalled { limit, after } => Err(this.end(OllamaError::Stalled {
+                url: this.url.clone(),
+                after,
+                limit,
+                awaiting_headers: false,
+            })),
+        };
+        Poll::Ready(Some(item))
     }
-    if !value.get("status").is_some_and(Value::is_string) {
-        return Err(bad("line is neither pull progress nor an error".into()));
-    }
-    serde_json::from_value(value).map_err(|e| bad(format!("malformed pull progress ({e})")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ollama::client_tests::client;
-    use crate::ollama::fake_server::{chunk, end_chunks, json_reply, ndjson_head, Event, FakeServer, Step};
-    use serde_json::json;
-
-    fn line(v: Value) -> Step {
-        chunk(format!("{v}\n").as_bytes())
-    }
-
-    #[tokio::test]
-    async fn tags_and_ps_are_read_with_ollamas_field_names() {
-        let tags = json!({"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest", "size": 2019393189u64,
-            "digest": "a80c4f17acd5", "modified_at": "2025-01-01T00:00:00Z",
-            "details": {"format": "gguf", "family": "llama", "families": null, "parameter_size": "3.2B"}}]});
-        let ps = json!({"models": [{"name": "llama3.2:latest", "model": "llama3.2:latest", "size": 3, "size_vram": 2,
-            "expires_at": "2025-01-01T00:05:00Z", "context_length": 4096, "details": {}}]});
-        let server = FakeServer::start(vec![
-            vec![json_reply(200, "OK", &tags)],
-            vec![json_reply(200, "OK", &ps)],
-            vec![json_reply(200, "OK", &json!({"models": null}))],
-        ])
-        .await;
-        let c = client(&server.url);
-        let listed = c.list().await.unwrap();
-        assert_eq!((listed[0].name.as_str(), listed[0].size), ("llama3.2:latest", 2019393189));
-        assert_eq!(listed[0].details.parameter_size, "3.2B");
-        let running = c.list_running().await.unwrap();
-        assert_eq!((running[0].size_vram, running[0].context_length), (2, 4096));
-        assert!(c.list().await.unwrap().is_empty(), "null models is an empty list");
-    }
-
-    #[tokio::test]
-    async fn pull_yields_progress_until_success_and_sends_stream_true() {
-        let mut server = FakeServer::start(vec![vec![
-            ndjson_head(),
-            line(json!({"status": "pulling manifest"})),
-            line(json!({"status": "pulling aabb", "digest": "sha256:aabb", "total": 100, "completed": 40})),
-            line(json!({"status": "success"})),
-            end_chunks(),
-        ]])
-        .await;
-        let mut pull = client(&server.url).pull("llama3.2").await.unwrap();
-        let request = server.request().await;
-        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/api/pull"));
-        assert_eq!(request.json(), json!({"model": "llama3.2", "stream": true}));
-        let mut got = Vec::new();
-        while let Some(progress) = pull.next_progress().await {
-            got.push(progress.unwrap());
-        }
-        assert_eq!(got.len(), 3);
-        assert_eq!((got[1].completed, got[1].total, got[1].digest.as_str()), (40, 100, "sha256:aabb"));
-        assert!(got[2].is_success());
-    }
-
-    #[tokio::test]
-    async fn pull_errors_an_error_line_a_cut_and_a_400() {
-        let server = FakeServer::start(vec![
-            vec![ndjson_head(), line(json!({"status": "pulling manifest"})),
-                 line(json!({"error": "pull model manifest: file does not exist"})), end_chunks()],
-            vec![ndjson_head(), line(json!({"status": "pulling manifest"})), end_chunks()],
-            vec![json_reply(400, "Bad Request", &json!({"error": "invalid model name"}))],
-        ])
-        .await;
-        let c = client(&server.url);
-        let mut pull = c.pull("nope").await.unwrap();
-        assert!(pull.next_progress().await.unwrap().is_ok());
-        assert_eq!(pull.next_progress().await, Some(Err(OllamaError::Server("pull model manifest: file does not exist".into()))));
-        assert!(pull.next_progress().await.is_none(), "an error ends the stream");
-        let mut cut = c.pull("cut").await.unwrap();
-        assert!(cut.next_progress().await.unwrap().is_ok());
-        assert!(matches!(cut.next_progress().await, Some(Err(OllamaError::Truncated { .. }))));
-        match c.pull("bad name!").await {
-            Err(OllamaError::Status { code: 400, message }) => assert_eq!(message, "invalid model name"),
-            Err(other) => panic!("{other:?}"),
-            Ok(_) => panic!("a 400 must be an error"),
-        }
-    }
-
-    #[tokio::test]
-    async fn dropping_a_pull_closes_the_connection() {
-        let mut server = FakeServer::start(vec![vec![
-            ndjson_head(),
-            line(json!({"status": "pulling manifest"})),
-            Step::AwaitClientClose(Duration::from_secs(3)),
-        ]])
-        .await;
-        let mut pull = client(&server.url).pull("big").await.unwrap();
-        assert!(pull.next_progress().await.unwrap().is_ok());
-        drop(pull);
-        let closed = tokio::time::timeout(Duration::from_secs(5), server.events.recv()).await.unwrap();
-        assert_eq!(closed, Some(Event::ClientClosed(true)));
-    }
-
-    #[test]
-    fn garbage_lines_are_protocol_errors() {
-        for garbage in ["not json", "{}", r#"{"status": 3}"#, "[1]"] {
-            assert!(matches!(parse_progress(garbage), Err(OllamaError::Protocol(_))), "{garbage}");
-        }
+impl FusedStream for PullStream {
+    fn is_terminated(&self) -> bool {
+        self.finished
     }
 }

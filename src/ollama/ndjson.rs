@@ -1,26 +1,28 @@
-//! Byte-level NDJSON line splitting: network chunks in, complete UTF-8 lines out.
+//! Byte-level NDJSON line splitting: network chunks in, complete lines (bytes) out.
 //!
-//! Pure and synchronous so it can be tested without sockets. Lines are decoded as UTF-8 only
-//! once complete: a network chunk may end inside a multi-byte character, so decoding per
-//! chunk (as ollama-rs does) silently loses text.
+//! Pure and synchronous so it can be tested without sockets. Lines stay bytes: a network chunk
+//! may end inside a multi-byte character (decoding per chunk, as ollama-rs does, silently loses
+//! text), and a line with invalid UTF-8 is still a line for Go's client (see `go_text`).
+//!
+//! Line rules of Ollama's client (`api/client.go` `stream()`: a `bufio.Scanner` with
+//! `ScanLines` and an 8,000,000-byte buffer): a line ends at `\n`, one `\r` before it is
+//! dropped, and the last line counts even without a `\n`. A line whose bytes and `\n` do not
+//! fit the buffer fail the stream (`bufio.ErrTooLong`). One difference: Go hands an empty line
+//! to `json.Unmarshal` and fails the answer on it; blank lines are skipped here.
 
 use std::fmt;
 
-/// Longest accepted line, in bytes: the buffer limit of Ollama's own Go client.
+/// Ollama's client buffer (`maxBufferSize = 8 * format.MegaByte`, `format.MegaByte` = 1000^2):
+/// a line plus its `\n` must fit in it.
 pub const MAX_LINE_BYTES: usize = 8_000_000;
 
 /// Why a line could not be produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LineError {
-    /// The line grew past `limit` bytes without a newline; the rest of it is discarded.
+    /// The line and its newline do not fit in `limit` bytes; the rest of it is discarded.
     TooLong {
-        /// The cap that was exceeded.
+        /// The buffer size that was exceeded.
         limit: usize,
-    },
-    /// The line is not valid UTF-8; `valid_up_to` is the offset of the first bad byte.
-    InvalidUtf8 {
-        /// Byte offset of the first invalid sequence in the line.
-        valid_up_to: usize,
     },
 }
 
@@ -28,27 +30,25 @@ impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LineError::TooLong { limit } => write!(f, "line longer than {limit} bytes"),
-            LineError::InvalidUtf8 { valid_up_to } => {
-                write!(
-                    f,
-                    "line is not valid UTF-8 (bad byte at offset {valid_up_to})"
-                )
-            }
         }
     }
 }
 
 impl std::error::Error for LineError {}
 
+/// One line's bytes (terminator removed), or why it could not be read.
+pub type Line = Result<Vec<u8>, LineError>;
+
 /// Splits a byte stream into lines terminated by `\n` (an optional `\r` before it is removed).
 ///
-/// Blank lines are skipped. Memory is bounded: once the unterminated tail exceeds `max_line`
-/// bytes an error is reported at once and the rest of that line is skipped up to its newline.
+/// Blank lines are skipped. Memory is bounded: once the unterminated tail cannot fit its
+/// newline in `max_line` bytes an error is reported at once and the rest of that line is skipped
+/// up to its newline.
 #[derive(Debug)]
 pub struct LineReader {
     /// Bytes received but not yet returned as a line (always a partial line between calls).
     buf: Vec<u8>,
-    /// Cap on one line's length, excluding its terminator.
+    /// Buffer size: a line, its `\r` if any and its `\n` must fit.
     max_line: usize,
     /// True while discarding the remainder of an over-long line.
     skipping: bool,
@@ -61,12 +61,12 @@ impl Default for LineReader {
 }
 
 impl LineReader {
-    /// A reader with Ollama's line cap ([`MAX_LINE_BYTES`]).
+    /// A reader with Ollama's buffer size ([`MAX_LINE_BYTES`]).
     pub fn new() -> Self {
         Self::with_max_line(MAX_LINE_BYTES)
     }
 
-    /// A reader with a custom line cap (in bytes, terminator excluded).
+    /// A reader with a custom buffer size (a line with its terminator must fit, in bytes).
     pub fn with_max_line(max_line: usize) -> Self {
         LineReader {
             buf: Vec::new(),
@@ -81,7 +81,7 @@ impl LineReader {
     }
 
     /// Feeds `data` and returns every line it completed, in order.
-    pub fn push(&mut self, mut data: &[u8]) -> Vec<Result<String, LineError>> {
+    pub fn push(&mut self, mut data: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();
         if self.skipping {
             match data.iter().position(|&b| b == b'\n') {
@@ -98,15 +98,15 @@ impl LineReader {
         let mut start = 0;
         while let Some(rel) = self.buf[search_from..].iter().position(|&b| b == b'\n') {
             let end = search_from + rel;
-            if let Some(line) = self.decode(start, end) {
+            if let Some(line) = self.take(start, end) {
                 out.push(line);
             }
             start = end + 1;
             search_from = start;
         }
         self.buf.drain(..start);
-        // `+ 1` leaves room for a `\r` whose `\n` has not arrived yet.
-        if self.buf.len() > self.max_line + 1 {
+        // The tail cannot fit its newline any more: fail now rather than buffer on.
+        if self.buf.len() >= self.max_line {
             self.buf = Vec::new();
             self.skipping = true;
             out.push(Err(LineError::TooLong {
@@ -117,37 +117,30 @@ impl LineReader {
     }
 
     /// Ends the input: returns the last line if it had no newline, and resets the reader.
-    pub fn finish(&mut self) -> Option<Result<String, LineError>> {
+    pub fn finish(&mut self) -> Option<Line> {
         let line = if self.skipping {
             None
         } else {
-            self.decode(0, self.buf.len())
+            self.take(0, self.buf.len())
         };
         self.buf = Vec::new();
         self.skipping = false;
         line
     }
 
-    /// Decodes `buf[start..end]` (without its `\n`); `None` for a blank line.
-    fn decode(&self, start: usize, end: usize) -> Option<Result<String, LineError>> {
-        let mut line = &self.buf[start..end];
-        if let Some(stripped) = line.strip_suffix(b"\r") {
-            line = stripped;
-        }
+    /// `buf[start..end]` (without its `\n` and `\r`); `None` for a blank line.
+    fn take(&self, start: usize, end: usize) -> Option<Line> {
+        let raw = &self.buf[start..end];
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
-        if line.len() > self.max_line {
+        if raw.len() + 1 > self.max_line {
             return Some(Err(LineError::TooLong {
                 limit: self.max_line,
             }));
         }
-        Some(match std::str::from_utf8(line) {
-            Ok(text) => Ok(text.to_owned()),
-            Err(e) => Err(LineError::InvalidUtf8 {
-                valid_up_to: e.valid_up_to(),
-            }),
-        })
+        Some(Ok(line.to_vec()))
     }
 }
 
@@ -166,7 +159,11 @@ mod tests {
         "\n",
     );
 
-    fn all_lines(reader: &mut LineReader, parts: &[&[u8]]) -> Vec<Result<String, LineError>> {
+    fn ok(text: &str) -> Line {
+        Ok(text.as_bytes().to_vec())
+    }
+
+    fn all_lines(reader: &mut LineReader, parts: &[&[u8]]) -> Vec<Line> {
         let mut out = Vec::new();
         for part in parts {
             out.extend(reader.push(part));
@@ -175,8 +172,8 @@ mod tests {
         out
     }
 
-    fn expected() -> Vec<Result<String, LineError>> {
-        TRANSCRIPT.lines().map(|l| Ok(l.to_owned())).collect()
+    fn expected() -> Vec<Line> {
+        TRANSCRIPT.lines().map(ok).collect()
     }
 
     #[test]
@@ -201,48 +198,34 @@ mod tests {
     fn crlf_and_blank_lines() {
         let got = all_lines(
             &mut LineReader::new(),
-            &[b"\n\r\n{\"a\":1}\r\n  \n\r", b"\n{\"b\":2}\n\n"],
+            &[b"\n\r\n{\"a\":1}\r\n  \n\r", b"\n{\"b\":2}\n\n{\"c\":3}\r"],
         );
-        assert_eq!(
-            got,
-            vec![Ok("{\"a\":1}".to_owned()), Ok("{\"b\":2}".to_owned())]
-        );
+        // Only one \r is dropped, as Go's dropCR; a second one is JSON whitespace.
+        let mut reader = LineReader::new();
+        assert_eq!(reader.push(b"{}\r\r\n"), vec![ok("{}\r")]);
+        assert_eq!(got, vec![ok("{\"a\":1}"), ok("{\"b\":2}"), ok("{\"c\":3}")]);
     }
 
     #[test]
-    fn error_line_after_output_is_a_line_like_any_other() {
-        let data =
-            b"{\"done\":false}\n{\"error\":\"an error was encountered while running the model\"}\n";
-        let got = all_lines(&mut LineReader::new(), &[data]);
-        assert_eq!(got.len(), 2);
-        assert_eq!(
-            got[1],
-            Ok(r#"{"error":"an error was encountered while running the model"}"#.to_owned())
-        );
-    }
-
-    #[test]
-    fn malformed_lines_are_passed_on_for_the_parser_to_reject() {
+    fn error_and_malformed_lines_are_lines_like_any_other() {
         let got = all_lines(
             &mut LineReader::new(),
-            &[b"not json\n{\"done\":tr", b"ue}\n"],
+            &[b"{\"error\":\"boom\"}\nnot json\n{\"done\":tr", b"ue}\n"],
         );
-        assert_eq!(
-            got,
-            vec![Ok("not json".to_owned()), Ok("{\"done\":true}".to_owned())]
-        );
-    }
-
-    #[test]
-    fn invalid_utf8_is_reported_per_line_and_the_next_line_still_comes() {
-        let got = all_lines(&mut LineReader::new(), &[b"ab\xff\ncd\n"]);
         assert_eq!(
             got,
             vec![
-                Err(LineError::InvalidUtf8 { valid_up_to: 2 }),
-                Ok("cd".to_owned())
+                ok(r#"{"error":"boom"}"#),
+                ok("not json"),
+                ok("{\"done\":true}")
             ]
         );
+    }
+
+    #[test]
+    fn invalid_utf8_is_kept_for_the_decoder() {
+        let got = all_lines(&mut LineReader::new(), &[b"ab\xff\ncd\n"]);
+        assert_eq!(got, vec![Ok(b"ab\xff".to_vec()), ok("cd")]);
     }
 
     #[test]
@@ -250,7 +233,7 @@ mod tests {
         let mut reader = LineReader::with_max_line(8);
         assert_eq!(reader.push(b"0123456"), vec![]);
         assert_eq!(
-            reader.push(b"89abc"),
+            reader.push(b"7"),
             vec![Err(LineError::TooLong { limit: 8 })]
         );
         assert_eq!(
@@ -260,23 +243,28 @@ mod tests {
         );
         assert_eq!(reader.push(b"more of it"), vec![]);
         assert_eq!(reader.buffered(), 0);
-        assert_eq!(reader.push(b"end\nok\n"), vec![Ok("ok".to_owned())]);
+        assert_eq!(reader.push(b"end\nok\n"), vec![ok("ok")]);
     }
 
     #[test]
-    fn over_long_complete_line_in_one_push() {
-        let got = all_lines(&mut LineReader::with_max_line(4), &[b"12345\n1234\r\n"]);
+    fn a_line_fits_when_it_and_its_terminator_fit_the_buffer() {
+        // Go: bufio.Scanner with an 6-byte buffer takes "12345\n" and "1234\r\n", not more.
+        let got = all_lines(
+            &mut LineReader::with_max_line(6),
+            &[b"12345\n1234\r\n123456\n12345\r\n", b"1234\r", b"\nx"],
+        );
+        let too_long = Err(LineError::TooLong { limit: 6 });
         assert_eq!(
             got,
-            vec![Err(LineError::TooLong { limit: 4 }), Ok("1234".to_owned())]
+            vec![
+                ok("12345"),
+                ok("1234"),
+                too_long.clone(),
+                too_long,
+                ok("1234"),
+                ok("x")
+            ]
         );
-    }
-
-    #[test]
-    fn line_of_exactly_the_cap_split_before_its_crlf_is_accepted() {
-        let mut reader = LineReader::with_max_line(4);
-        assert_eq!(reader.push(b"1234\r"), vec![]);
-        assert_eq!(reader.push(b"\n"), vec![Ok("1234".to_owned())]);
     }
 
     #[test]
@@ -284,23 +272,17 @@ mod tests {
         let mut reader = LineReader::new();
         assert_eq!(
             reader.push(b"{\"a\":1}\n{\"model\":\"x\",\"cont"),
-            vec![Ok("{\"a\":1}".to_owned())]
+            vec![ok("{\"a\":1}")]
         );
-        assert_eq!(
-            reader.finish(),
-            Some(Ok("{\"model\":\"x\",\"cont".to_owned()))
-        );
+        assert_eq!(reader.finish(), Some(ok("{\"model\":\"x\",\"cont")));
         assert_eq!(reader.finish(), None);
     }
 
     #[test]
-    fn eof_inside_a_multibyte_character_is_invalid_utf8() {
+    fn eof_inside_a_multibyte_character_keeps_the_bytes() {
         let mut reader = LineReader::new();
         let emoji = "🤖".as_bytes();
         assert_eq!(reader.push(&emoji[..2]), vec![]);
-        assert_eq!(
-            reader.finish(),
-            Some(Err(LineError::InvalidUtf8 { valid_up_to: 0 }))
-        );
+        assert_eq!(reader.finish(), Some(Ok(emoji[..2].to_vec())));
     }
 }

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::body::Limits;
 use super::client_tests::{client, hello};
 use super::fake_server::{
     chunk, end_chunks, ndjson_head, unframed_ndjson_head, Event, FakeServer, Step,
 };
-use super::{ChatChunk, ChatStream, Client, ClientConfig, OllamaError, MAX_LINE_BYTES};
+use super::{ChatChunk, ChatStream, Client, ClientConfig, OllamaError, StallLimit, MAX_LINE_BYTES};
 
 /// The api-chat.md streaming transcript, compacted, with "é" and an emoji added.
 const TRANSCRIPT: &str = concat!(
@@ -56,6 +57,11 @@ async fn run(script: Vec<Step>) -> (Vec<ChatChunk>, Option<OllamaError>) {
     drain(&mut stream).await
 }
 
+/// In-memory limits: `n` seconds for the first line and between reads.
+fn secs(n: u64) -> Limits {
+    Limits::chat(Duration::from_secs(n), Duration::from_secs(n))
+}
+
 fn contents(chunks: &[ChatChunk]) -> Vec<&str> {
     chunks.iter().map(ChatChunk::content).collect()
 }
@@ -70,8 +76,7 @@ async fn in_memory_body_split_at_every_byte_offset_gives_identical_chunks() {
             Ok(Bytes::copy_from_slice(&bytes[i..])),
         ];
         let body = futures::stream::iter(parts);
-        let mut s =
-            ChatStream::from_byte_stream(body, Duration::from_secs(5), "mem".into(), "m".into());
+        let mut s = ChatStream::from_byte_stream(body, secs(5), "mem".into(), "m".into());
         let (chunks, err) = drain(&mut s).await;
         assert_eq!(err, None, "split at {i}");
         assert_eq!(contents(&chunks), ["The", " café 🤖", ""], "split at {i}");
@@ -183,16 +188,35 @@ async fn connection_cut_mid_stream_is_truncated_after_the_chunks_received() {
 }
 
 #[tokio::test]
-async fn clean_close_without_done_is_truncated_and_retryable_if_nothing_came() {
+async fn clean_close_without_done_ends_the_answer_as_go_does_but_says_so() {
+    // Go's stream() returns nil at a clean EOF: the answer is complete. The added final chunk
+    // tells the caller it ended without Ollama's done line.
     let (chunks, err) = run(vec![unframed_ndjson_head(), Step::Send(token("Hi"))]).await;
-    assert_eq!(contents(&chunks), ["Hi"]);
+    assert_eq!((contents(&chunks), err), (vec!["Hi", ""], None));
+    let last = chunks.last().unwrap();
+    assert!(last.done);
+    assert_eq!(
+        last.done_reason.as_deref(),
+        Some(super::DONE_REASON_END_OF_STREAM)
+    );
+    // Chunked framing ended properly (the 0-size chunk) but no done line: the same.
+    let (chunks, err) = run(vec![ndjson_head(), chunk(&token("Hi")), end_chunks()]).await;
+    assert_eq!((contents(&chunks), err), (vec!["Hi", ""], None));
+}
+
+#[tokio::test]
+async fn clean_close_before_any_line_or_mid_line_is_truncated() {
+    let (chunks, err) = run(vec![unframed_ndjson_head()]).await;
+    assert!(chunks.is_empty());
+    let err = err.unwrap();
     assert_eq!(
         err,
-        Some(OllamaError::Truncated {
-            chunks: 1,
+        OllamaError::Truncated {
+            chunks: 0,
             detail: "connection closed".into()
-        })
+        }
     );
+    assert!(err.is_retryable_before_output());
     let (chunks, err) = run(vec![
         unframed_ndjson_head(),
         Step::Send(b"{\"model\":\"x\",\"message\":{\"ro".to_vec()),
@@ -233,7 +257,7 @@ async fn stall_mid_stream_is_detected_per_read() {
     let (chunks, err) = run(script).await;
     assert_eq!(chunks.len(), 6);
     assert!(
-        matches!(err, Some(OllamaError::Stalled { awaiting_headers: false, after, .. }) if after == Duration::from_millis(200)),
+        matches!(err, Some(OllamaError::Stalled { awaiting_headers: false, limit: StallLimit::Idle, after, .. }) if after == Duration::from_millis(200)),
         "{err:?}"
     );
     assert!(
@@ -286,11 +310,13 @@ async fn over_long_line_fails_without_buffering_it_all() {
 #[tokio::test]
 async fn huge_idle_timeout_means_never_and_does_not_overflow() {
     let body = futures::stream::iter(vec![Ok(Bytes::from(token("a"))), Ok(Bytes::from(DONE))]);
-    let mut s = ChatStream::from_byte_stream(body, Duration::MAX, "mem".into(), "m".into());
+    let limits = Limits::chat(Duration::MAX, Duration::MAX);
+    let mut s = ChatStream::from_byte_stream(body, limits, "mem".into(), "m".into());
     let (chunks, err) = drain(&mut s).await;
     assert_eq!((contents(&chunks), err), (vec!["a", ""], None));
     let cfg = ClientConfig {
         idle_timeout: Duration::MAX,
+        load_timeout: Duration::MAX,
         connect_timeout: Duration::MAX,
         ..ClientConfig::default()
     };
@@ -303,7 +329,7 @@ async fn implements_futures_stream() {
     tx.unbounded_send(Ok(Bytes::from(token("x")))).unwrap();
     tx.unbounded_send(Err("connection reset by peer".into()))
         .unwrap();
-    let s = ChatStream::from_byte_stream(body, Duration::from_secs(5), "mem".into(), "m".into());
+    let s = ChatStream::from_byte_stream(body, secs(5), "mem".into(), "m".into());
     let items: Vec<_> = s.collect().await;
     assert_eq!(items.len(), 2);
     assert_eq!(
@@ -313,4 +339,40 @@ async fn implements_futures_stream() {
             detail: "connection reset by peer".into()
         })
     );
+}
+
+#[tokio::test]
+async fn try_next_buffered_returns_only_what_was_already_read() {
+    let (tx, body) = futures::channel::mpsc::unbounded::<Result<Bytes, String>>();
+    let mut s = ChatStream::from_byte_stream(body, secs(5), "mem".into(), "m".into());
+    assert!(
+        s.try_next_buffered().is_none(),
+        "nothing read yet, and it must not wait"
+    );
+    // One network read holding three lines, the last one unfinished.
+    let mut read = [token("a"), token("b")].concat();
+    read.extend_from_slice(&DONE[..10]);
+    tx.unbounded_send(Ok(Bytes::from(read))).unwrap();
+    assert_eq!(s.next_chunk().await.unwrap().unwrap().content(), "a");
+    assert_eq!(s.try_next_buffered().unwrap().unwrap().content(), "b");
+    assert!(
+        s.try_next_buffered().is_none(),
+        "half a line is not a chunk"
+    );
+    tx.unbounded_send(Ok(Bytes::copy_from_slice(&DONE[10..])))
+        .unwrap();
+    let last = s.next_chunk().await.unwrap().unwrap();
+    assert!(last.done);
+    assert!(s.try_next_buffered().is_none() && s.next_chunk().await.is_none());
+    // An error line in the buffer ends the stream there too.
+    let body = futures::stream::iter(vec![Ok(Bytes::from(
+        [token("x"), b"{\"error\":\"boom\"}\n".to_vec(), token("y")].concat(),
+    ))]);
+    let mut s = ChatStream::from_byte_stream(body, secs(5), "mem".into(), "m".into());
+    assert_eq!(s.next_chunk().await.unwrap().unwrap().content(), "x");
+    assert_eq!(
+        s.try_next_buffered(),
+        Some(Err(OllamaError::Server("boom".into())))
+    );
+    assert!(s.try_next_buffered().is_none() && s.next_chunk().await.is_none());
 }

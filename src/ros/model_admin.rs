@@ -71,8 +71,12 @@ async fn run_pull(
     let outcome = {
         // a clone of the handle (r2r's are Send, not Sync: a borrow could not cross an await)
         let (progress_goal, name) = (goal.clone(), model.clone());
-        let feedback = move |p: &crate::ollama::ProgressResponse| {
-            let msg = PullModel::Feedback { status: p.status.clone(), completed: p.completed, total: p.total };
+        let feedback = move |p: &crate::ollama::PullProgress| {
+            let msg = PullModel::Feedback {
+                status: p.status.clone(),
+                completed: p.completed.unwrap_or(0),
+                total: p.total.unwrap_or(0),
+            };
             if let Err(e) = progress_goal.publish_feedback(msg) {
                 log::warn!("pull_model '{name}': could not publish feedback: {e}");
             }
