@@ -24,6 +24,7 @@ pub mod bridge;
 pub mod config;
 pub mod exchange;
 pub mod history_files;
+pub mod images;
 pub mod logging;
 pub mod ollama;
 pub mod outputs;
