@@ -30,3 +30,4 @@ pub mod ollama;
 pub mod outputs;
 pub mod ros;
 pub mod session;
+pub mod tools;
