@@ -7,9 +7,10 @@ use crate::exchange;
 use crate::history_files::HistoryFiles;
 use crate::ollama::{Client, OllamaError};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs, SessionState};
+use crate::senses::Senses;
 use crate::session::{Admission, Limits, Request, SessionStore, Turn};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -40,6 +41,8 @@ struct Inner {
     client: Mutex<Option<(ClientKey, Client)>>,
     /// `OLLAMA_API_KEY`, read once at start.
     api_key: Option<String>,
+    /// Camera and tools ([`Bridge::set_senses`]); without them requests are text only.
+    senses: OnceLock<Arc<Senses>>,
 }
 
 /// Answer of a reset.
@@ -84,10 +87,18 @@ impl Bridge {
                 workers: TaskTracker::new(),
                 client: Mutex::new(None),
                 api_key: crate::config::api_key_from_env(),
+                senses: OnceLock::new(),
             }),
         };
         bridge.inner.workers.spawn(expire_idle_sessions(bridge.inner.clone()));
         bridge
+    }
+
+    /// Gives requests the camera and the tools (once, at start, before any input).
+    pub fn set_senses(&self, senses: Arc<Senses>) {
+        if self.inner.senses.set(senses).is_err() {
+            log::error!("set_senses called twice: the first camera and tools stay");
+        }
     }
 
     /// The sessions (for tests and diagnostics).
@@ -98,6 +109,11 @@ impl Bridge {
     /// Takes one input. Never waits: the answer comes later through [`Outputs`]. An input that
     /// cannot be queued gets an error response at once; an empty one is ignored with a warning.
     pub fn submit(&self, session_id: &str, text: String, arrived: Instant) {
+        self.submit_input(session_id, text, false, arrived)
+    }
+
+    /// [`Bridge::submit`] for an input that may ask for the latest camera frame (`attach_image`).
+    pub fn submit_input(&self, session_id: &str, text: String, attach_image: bool, arrived: Instant) {
         let inner = &self.inner;
         if text.trim().is_empty() {
             let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
@@ -105,7 +121,8 @@ impl Bridge {
             return;
         }
         let config = inner.config.get();
-        let request = inner.new_request(session_id, text, arrived);
+        let mut request = inner.new_request(session_id, text, arrived);
+        request.attach_image = attach_image;
         if let Err(why) = check_input(&request, &config) {
             return inner.reject(request, &config, Ending::Error(why));
         }
@@ -246,7 +263,7 @@ impl Inner {
     /// A request with the next id; an empty session id means [`DEFAULT_SESSION`].
     fn new_request(&self, session_id: &str, text: String, arrived: Instant) -> Request {
         let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
-        Request { id: self.next_request_id.fetch_add(1, Ordering::Relaxed), session_id: session_id.to_string(), text, arrived }
+        Request { id: self.next_request_id.fetch_add(1, Ordering::Relaxed), session_id: session_id.to_string(), text, arrived, attach_image: false }
     }
 
     /// The client for `config`'s URL and timeouts (cached; cheap to clone).
@@ -321,7 +338,8 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         let outcome = match permit {
             Some(_permit) => {
                 inner.outputs.state(&session_id, job.request.id, SessionState::Thinking);
-                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref()).await
+                let senses = inner.senses.get().map(Arc::as_ref);
+                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref(), senses).await
             }
             None => {
                 inner.reject(job.request.clone(), &config, Ending::Cancelled);

@@ -5,6 +5,7 @@
 //! (the rclcpp on-set callback's job). [`Config`] is the parsed snapshot a request reads; the
 //! bridge swaps in a new one whenever a parameter changes, so changes apply to the next request.
 
+use crate::images::AttachImage;
 use crate::ollama::{ClientConfig, Format, KeepAlive};
 use indexmap::IndexMap;
 use r2r::{Parameter, ParameterValue, RosParams};
@@ -65,6 +66,22 @@ pub struct Params {
     pub warm_up: bool,
     /// Unload the model from the server (keep_alive 0) when the node stops
     pub unload_on_exit: bool,
+    /// Camera topic (sensor_msgs/msg/Image) whose latest frame a vision model can get ("" = none; read at start)
+    pub image_topic: String,
+    /// Camera topic (sensor_msgs/msg/CompressedImage, JPEG or PNG) ("" = none; read at start)
+    pub compressed_image_topic: String,
+    /// Frames older than this many seconds are not sent (age from the header stamp, else from arrival)
+    pub image_max_age_s: f64,
+    /// Frames are shrunk so that their longer side is at most this many pixels (32 to 8192)
+    pub image_max_side: i64,
+    /// Which inputs get the latest frame: never, on_request (Utterance.attach_image) or always
+    pub attach_image: String,
+    /// YAML file of tools bound to ROS services, actions and topics ("" = no tools; read at start)
+    pub tools_file: String,
+    /// Tool rounds per request (1 to 64); after them the model answers without tools
+    pub max_tool_rounds: i64,
+    /// Publish tool calls on tool_calls without executing them (the model is told so)
+    pub tools_dry_run: bool,
 }
 
 impl Params {
@@ -96,6 +113,14 @@ impl Params {
             barge_in: false,
             warm_up: true,
             unload_on_exit: false,
+            image_topic: String::new(),
+            compressed_image_topic: String::new(),
+            image_max_age_s: 2.0,
+            image_max_side: 672,
+            attach_image: "on_request".into(),
+            tools_file: String::new(),
+            max_tool_rounds: 4,
+            tools_dry_run: false,
         }
     }
 }
@@ -134,6 +159,14 @@ pub struct Config {
     pub barge_in: bool,
     pub warm_up: bool,
     pub unload_on_exit: bool,
+    pub image_topic: String,
+    pub compressed_image_topic: String,
+    pub image_max_age: Duration,
+    pub image_max_side: u32,
+    pub attach_image: AttachImage,
+    pub tools_file: Option<PathBuf>,
+    pub max_tool_rounds: u32,
+    pub tools_dry_run: bool,
 }
 
 /// A parameter that failed validation: its name and a message for `ros2 param set` / the log.
@@ -197,6 +230,14 @@ impl Config {
         let keep_alive = KeepAlive::parse_param(&p.keep_alive).map_err(|e| invalid("keep_alive", e.message))?;
         let format = Format::parse_param(&p.format).map_err(|e| invalid("format", e.message))?;
         let ttl = seconds("session_ttl_s", p.session_ttl_s, true)?;
+        let attach_image = AttachImage::parse(&p.attach_image).map_err(|e| invalid("attach_image", e))?;
+        if attach_image == AttachImage::Always && p.image_topic.trim().is_empty() && p.compressed_image_topic.trim().is_empty() {
+            return Err(invalid("attach_image", "'always' needs image_topic or compressed_image_topic"));
+        }
+        let in_range = |name, value: i64, min: i64, max: i64| match value {
+            v if (min..=max).contains(&v) => Ok(v as u32),
+            v => Err(invalid(name, format!("{v} is outside {min}..{max}"))),
+        };
         Ok(Config {
             ollama_url,
             model: p.model.trim().to_string(),
@@ -224,6 +265,17 @@ impl Config {
             barge_in: p.barge_in,
             warm_up: p.warm_up,
             unload_on_exit: p.unload_on_exit,
+            image_topic: p.image_topic.trim().to_string(),
+            compressed_image_topic: p.compressed_image_topic.trim().to_string(),
+            image_max_age: seconds("image_max_age_s", p.image_max_age_s, false)?,
+            image_max_side: in_range("image_max_side", p.image_max_side, 32, 8192)?,
+            attach_image,
+            tools_file: match p.tools_file.trim() {
+                "" => None,
+                file => Some(PathBuf::from(file)),
+            },
+            max_tool_rounds: in_range("max_tool_rounds", p.max_tool_rounds, 1, 64)?,
+            tools_dry_run: p.tools_dry_run,
         })
     }
 
@@ -344,6 +396,26 @@ mod tests {
         let mut p = Params::with_defaults();
         p.model = " ".into();
         assert_eq!(Config::from_params(&p).unwrap_err().name, "model");
+    }
+
+    #[test]
+    fn camera_and_tool_parameters_are_checked() {
+        let c = Config::from_params(&Params::with_defaults()).unwrap();
+        assert_eq!((c.attach_image, c.image_max_side, c.max_tool_rounds, c.tools_file.clone()), (AttachImage::OnRequest, 672, 4, None));
+        assert_eq!(c.image_max_age, Duration::from_secs(2));
+        let bad = |f: fn(&mut Params)| {
+            let mut p = Params::with_defaults();
+            f(&mut p);
+            Config::from_params(&p).unwrap_err()
+        };
+        assert_eq!(bad(|p| p.attach_image = "sometimes".into()).name, "attach_image");
+        assert!(bad(|p| p.attach_image = "always".into()).message.contains("needs image_topic or compressed_image_topic"));
+        assert_eq!(bad(|p| p.image_max_side = 16).message, "16 is outside 32..8192");
+        assert_eq!(bad(|p| p.max_tool_rounds = 0).name, "max_tool_rounds");
+        assert_eq!(bad(|p| p.image_max_age_s = 0.0).name, "image_max_age_s");
+        let mut p = Params::with_defaults();
+        (p.attach_image, p.compressed_image_topic) = ("always".into(), "/cam/compressed".into());
+        assert_eq!(Config::from_params(&p).unwrap().attach_image, AttachImage::Always);
     }
 
     #[test]

@@ -16,6 +16,13 @@
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.
 //! * `history_files`: durable JSONL history per session (`history_dir`).
+//! * `senses`: what a request carries besides text: the camera frame (`images`) and the tools,
+//!   offered by the model's capabilities; called by `exchange` before the first `/api/chat`.
+//! * `images`: camera frames (ROS-free): the latest frame and its age, raw/compressed → base64
+//!   JPEG/PNG no larger than `image_max_side`.
+//! * `tools`: tools bound to ROS services, actions and topics (ROS-free core): `tools_file`, JSON
+//!   schemas from the installed type descriptions, the tool round loop, the `ToolExecutor` trait
+//!   that `ros::tools` implements.
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure.
 //! * `logging`: `log` → ROS logging.
@@ -29,5 +36,6 @@ pub mod logging;
 pub mod ollama;
 pub mod outputs;
 pub mod ros;
+pub mod senses;
 pub mod session;
 pub mod tools;

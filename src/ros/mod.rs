@@ -8,9 +8,12 @@
 //! requests, `set_model` checks and the parameter services.
 
 mod cdr;
+mod images;
 mod inputs;
 mod outputs;
+mod senses;
 mod services;
+mod tools;
 
 use crate::bridge::Bridge;
 use crate::config::{Config, ConfigHandle, InvalidParam, LiveParams, Params};
@@ -39,6 +42,8 @@ pub enum StartError {
     Ros(r2r::Error),
     Param(InvalidParam),
     Io(std::io::Error),
+    /// A start-time setting is unusable (e.g. `tools_file`); the text says why and what to do.
+    Config(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -47,6 +52,7 @@ impl std::fmt::Display for StartError {
             StartError::Ros(e) => write!(f, "ROS error: {e}"),
             StartError::Param(e) => write!(f, "{e}"),
             StartError::Io(e) => write!(f, "{e}"),
+            StartError::Config(e) => write!(f, "{e}"),
         }
     }
 }
@@ -88,7 +94,8 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
     let outputs = Arc::new(RosOutputs::create(&mut node)?);
     let bridge = Bridge::start(config.clone(), outputs);
 
-    let mut drains = inputs::subscribe(&mut node, &bridge)?;
+    let (mut drains, local_tasks) = senses::attach(&mut node, &config.get(), &bridge)?;
+    drains.extend(inputs::subscribe(&mut node, &bridge)?);
     let switch = services::ModelSwitch { bridge: bridge.clone(), params: params.clone(), config: config.clone() };
     drains.extend(services::serve(&mut node, switch, runtime.handle())?);
 
@@ -106,7 +113,7 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
         snapshot.ollama_url, snapshot.max_concurrent_requests, snapshot.max_history_turns);
 
     let running = Arc::new(AtomicBool::new(true));
-    let spin_thread = spin_in_thread(node, drains, runtime.handle().clone(), running.clone())?;
+    let spin_thread = spin_in_thread(node, drains, local_tasks, runtime.handle().clone(), running.clone())?;
 
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
@@ -122,7 +129,8 @@ pub fn run(shutdown: impl std::future::Future<Output = ()>) -> Result<(), StartE
 /// Moves the node to the spin thread: each `spin_once` returns as soon as anything arrived, then
 /// the drain loops empty r2r's queues into the bridge. Runs until `running` is cleared.
 fn spin_in_thread(
-    mut node: r2r::Node, drains: Vec<BoxFuture<'static, ()>>, runtime: tokio::runtime::Handle, running: Arc<AtomicBool>,
+    mut node: r2r::Node, drains: Vec<BoxFuture<'static, ()>>, local_tasks: Vec<tools::LocalTask>,
+    runtime: tokio::runtime::Handle, running: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("ros-spin".into()).spawn(move || {
         let _entered = runtime.enter();
@@ -130,6 +138,11 @@ fn spin_in_thread(
         for drain in drains {
             if let Err(e) = pool.spawner().spawn_local(drain) {
                 log::error!("could not start a subscription loop: {e}");
+            }
+        }
+        for make in local_tasks {
+            if let Err(e) = pool.spawner().spawn_local(make()) {
+                log::error!("could not start a spin-thread task: {e}");
             }
         }
         while running.load(Ordering::Acquire) {
