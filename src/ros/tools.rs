@@ -25,7 +25,7 @@ use std::time::Duration;
 
 /// Audit records: reliable, deep enough for bursts of calls.
 pub const TOOL_CALLS_QOS: QosProfile = QosProfile::default().reliable().keep_last(1000);
-/// A server not discovered within this long (or the tool's `timeout_s`, if shorter) is absent.
+/// A server not discovered within this long (or half the tool's `timeout_s`, if shorter) is absent.
 pub const SERVER_WAIT: Duration = Duration::from_secs(2);
 /// The packages r2r generated bindings for in this build.
 const BUILT_IN: &str = match option_env!("IDL_PACKAGE_FILTER") {
@@ -88,7 +88,7 @@ pub fn create(node: &mut r2r::Node, tools: &ToolSet) -> Result<(RosTools, LocalT
             Binding::Topic => Handle::Topic(Mutex::new(
                 node.create_publisher_untyped(&spec.target, &spec.type_name, QosProfile::default().reliable()).map_err(failed)?)),
         };
-        let server_wait = SERVER_WAIT.min(spec.timeout);
+        let server_wait = SERVER_WAIT.min(spec.timeout / 2);
         bound.insert(spec.name.clone(), Bound { handle, target: spec.target.clone(), server_wait });
     }
     let audit = Mutex::new(node.create_publisher::<ToolCall>("tool_calls", TOOL_CALLS_QOS)?);
