@@ -13,27 +13,7 @@ from harness import DEEP, Recorder, wait_until
 from helpers import SYSTEM, assistant, user
 from ollama_bridge_msgs.msg import ToolCall
 from ollama_server.testing import EmulatorError
-from tool_servers import ToolServers
-
-# The README's worked example ("Tools"): relative names resolve in the node's namespace.
-TOOLS_YAML = """\
-tools:
-  - name: set_led
-    description: Switch the robot's LED on or off.
-    service: led/set
-    type: std_srvs/srv/SetBool
-    timeout_s: 5
-  - name: fetch_model
-    description: Download a model onto the robot.
-    action: pull
-    type: ollama_bridge_msgs/action/PullModel
-    timeout_s: 10
-  - name: say_on_screen
-    description: Show a text on the face display.
-    topic: face/text
-    type: std_msgs/msg/String
-"""
-
+from tool_servers import TOOLS_YAML, ToolServers
 
 def toolbot(calls, reply="Done: {last_tool}", capabilities=("completion", "tools")):
     """A scripted model that makes `calls` when offered tools, then answers with `reply`."""

@@ -18,6 +18,25 @@ from ollama_bridge_msgs.action import PullModel
 from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
+# The README's worked example ("Tools"): relative names resolve in the node's namespace.
+TOOLS_YAML = """\
+tools:
+  - name: set_led
+    description: Switch the robot's LED on or off.
+    service: led/set
+    type: std_srvs/srv/SetBool
+    timeout_s: 5
+  - name: fetch_model
+    description: Download a model onto the robot.
+    action: pull
+    type: ollama_bridge_msgs/action/PullModel
+    timeout_s: 10
+  - name: say_on_screen
+    description: Show a text on the face display.
+    topic: face/text
+    type: std_msgs/msg/String
+"""
+
 
 class ToolServers:
     """Servers under one namespace; `hold` makes the service and the action wait until `release()`."""
