@@ -5,9 +5,10 @@
 //!
 //! # Layout (in data-path order)
 //!
-//! * `ros`: the ROS face: node, parameters, subscriptions (`speech_text`, `utterance`),
-//!   publishers (`response_partial`, `response_final`, `response_text`), services (`reset`,
-//!   `set_model`), the spin thread and signal-driven shutdown. The only r2r user besides `config`.
+//! * `ros`: the ROS face: node, parameters, subscriptions (`speech_text`, `utterance`, the
+//!   camera topics), publishers (`response_partial`, `response_final`, `response_text`,
+//!   `tool_calls`), services (`reset`, `set_model`), the tools' untyped service/action/topic
+//!   clients, the spin thread and signal-driven shutdown. The only r2r user besides `config`.
 //! * `config`: parameters (`Params`, shown by `ros2 param`), their validation, and the parsed
 //!   `Config` snapshot each request reads.
 //! * `bridge`: admits inputs into per-session queues, runs them with bounded concurrency,
