@@ -123,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err("no answer to the warm-up utterance within 30 s".into());
         }
         if last_heard.unwrap_or(last_send).elapsed() > Duration::from_secs(3) {
-            inputs.publish(&Utterance { session_id: warm.clone(), text: "warm up".into() })?;
+            inputs.publish(&Utterance { session_id: warm.clone(), text: "warm up".into(), attach_image: false })?;
             last_send = Instant::now();
         }
         node.spin_once(Duration::from_millis(10));
@@ -164,7 +164,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let stop_sending = if args.seconds > 0.0 { t0 + Duration::from_secs_f64(args.seconds) } else { t0 + Duration::from_secs(86400) };
     let mut sessions: Vec<Session> = Vec::with_capacity(args.sessions);
     for (i, name) in names.iter().enumerate() {
-        inputs.publish(&Utterance { session_id: name.clone(), text: text_of(args.text_chars, i, 0) })?;
+        inputs.publish(&Utterance { session_id: name.clone(), text: text_of(args.text_chars, i, 0), attach_image: false })?;
         sessions.push(Session { sent_at: Instant::now(), first_seen: false, outstanding: true, done: 0 });
     }
     let mut outstanding = args.sessions;
@@ -225,7 +225,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         for i in resend {
             let s = &mut sessions[i];
-            inputs.publish(&Utterance { session_id: names[i].clone(), text: text_of(args.text_chars, i, s.done) })?;
+            inputs.publish(&Utterance { session_id: names[i].clone(), text: text_of(args.text_chars, i, s.done), attach_image: false })?;
             s.sent_at = Instant::now();
             s.first_seen = false;
             s.outstanding = true;

@@ -94,11 +94,9 @@ impl Bridge {
         bridge
     }
 
-    /// Gives requests the camera and the tools (once, at start, before any input).
+    /// Gives requests the camera and the tools (at start, before any input; a second call is ignored).
     pub fn set_senses(&self, senses: Arc<Senses>) {
-        if self.inner.senses.set(senses).is_err() {
-            log::error!("set_senses called twice: the first camera and tools stay");
-        }
+        let _ = self.inner.senses.set(senses);
     }
 
     /// The sessions (for tests and diagnostics).
@@ -121,8 +119,7 @@ impl Bridge {
             return;
         }
         let config = inner.config.get();
-        let mut request = inner.new_request(session_id, text, arrived);
-        request.attach_image = attach_image;
+        let request = Request { attach_image, ..inner.new_request(session_id, text, arrived) };
         if let Err(why) = check_input(&request, &config) {
             return inner.reject(request, &config, Ending::Error(why));
         }
