@@ -12,7 +12,8 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from camera import Camera, image_size, look, png_bytes, raw
 from harness import wait_until
-from helpers import SYSTEM, assistant, history_pairs, user
+from helpers import SYSTEM, assistant, finished_bodies, history_pairs, user
+from ollama_server.testing import EmulatorError
 
 EYEBOT = {"eyebot": {"capabilities": ["completion", "vision"], "reply": "I see something."}}
 
@@ -30,9 +31,9 @@ def camera(ros):
         cam.close(ros)
 
 
-def sent_images(emu):
-    """The images of every user message the node sent, decoded."""
-    return [base64.b64decode(i) for body in emu.chat_bodies() for m in body["messages"] if m["role"] == "user"
+def sent_images(emu, n=1):
+    """The images of every user message the node sent (once `n` requests finished), decoded."""
+    return [base64.b64decode(i) for body in finished_bodies(emu, n) for m in body["messages"] if m["role"] == "user"
             for i in m.get("images") or []]
 
 
@@ -43,13 +44,13 @@ def test_raw_frame_round_trip_and_history_without_images(start_bridge, emu, came
     cam.frame = raw("rgb8", 700, 350, 3)
     final = look(ep, "what do you see?", until_not="no camera frame received yet")
     assert final.error == "" and final.text == "I see something.", final
-    [body] = emu.chat_bodies()
+    [body] = finished_bodies(emu, 1)
     [image] = body["messages"][-1]["images"]
     assert image_size(base64.b64decode(image)) == ("jpeg", 672, 336), "shrunk to image_max_side, aspect kept"
     emu.clear_requests()
     ep.utter("s", "and now?")
     ep.wait_finals(2)
-    [body] = emu.chat_bodies()
+    [body] = finished_bodies(emu, 1)
     assert body["messages"] == [SYSTEM, user("what do you see?"), assistant("I see something."), user("and now?")]
     assert history_pairs(tmp_path, "s") == [("what do you see?", "I see something."), ("and now?", "I see something.")]
     assert "base64" not in "".join(p.read_text() for p in tmp_path.iterdir()) and len(image) > 1000
@@ -88,7 +89,7 @@ def test_each_image_error_is_a_response_and_nothing_reaches_ollama(start_bridge,
     assert ep.set_model("llama3.2").success
     final = look(ep, "and with this model?")
     assert final.error.startswith("model 'llama3.2' cannot see images: /api/show lists no 'vision' capability"), final.error
-    assert len(emu.chat_bodies()) == 1, "only the fresh frame's request reached Ollama"
+    assert len(finished_bodies(emu, 1)) == 1, "only the fresh frame's request reached Ollama"
 
 
 def test_no_camera_and_attach_never(start_bridge, emu):
@@ -113,3 +114,16 @@ def test_attach_always_gives_speech_text_the_frame(start_bridge, emu, camera):
         return ep.wait_finals(before + 1)[before]
     wait_until(lambda: said().error == "", 15, "an answer with the frame")
     assert image_size(sent_images(emu)[-1]) == ("png", 64, 64)
+
+
+def test_the_emulator_sees_the_decoded_size(start_bridge, emu, camera):
+    seer = {"seer": {"capabilities": ["completion", "vision"], "vision_reply": "I see an image of {images}."}}
+    try:
+        emu.set_models(seer)
+    except EmulatorError as e:
+        pytest.skip(f"awaits the emulator's vision replies (vision_reply): {e}")
+    _, ep = start_bridge(model="seer", image_topic="camera/image_raw")
+    cam = camera(ep, "camera/image_raw", Image)
+    cam.frame = raw("bgr8", 1280, 720, 3)
+    final = look(ep, "what do you see?", until_not="no camera frame received yet")
+    assert final.error == "" and "672x378 (jpeg)" in final.text, final

@@ -11,6 +11,7 @@ from sensor_msgs.msg import Image
 
 from camera import Camera, look, raw
 from harness import wait_until
+from helpers import finished_bodies
 from test_ros_cli import ros2, start_echo
 from tool_servers import TOOLS_YAML, ToolServers
 
@@ -39,13 +40,14 @@ def test_camera_example(ros, start_bridge, emu):
         wait_until(lambda: cam.pub.get_subscription_count() >= 1, 15, "the node's camera subscription")
         cam.frame = raw("rgb8", 640, 480, 3)
         assert look(ep, "warm up", until_not="no camera frame received yet").error == "", "the node has frames"
+        finished_bodies(emu, 1)
         emu.clear_requests()
         echo = start_echo(ros, "ros2 topic echo --once response_final ollama_bridge_msgs/msg/Response", "/response_final")
         ros2("ros2 topic pub --once utterance ollama_bridge_msgs/msg/Utterance "
              "\"{session_id: 'kitchen', text: 'What do you see?', attach_image: true}\"")
         out, _ = echo.communicate(timeout=30)
         assert "text: I see a grey wall." in out and "error: ''" in out, out
-        [body] = emu.chat_bodies()
+        [body] = finished_bodies(emu, 1)
         assert len(body["messages"][-1]["images"]) == 1
     finally:
         cam.close(ros)

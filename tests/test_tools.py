@@ -10,7 +10,7 @@ import json
 import pytest
 
 from harness import DEEP, Recorder, wait_until
-from helpers import SYSTEM, assistant, user
+from helpers import SYSTEM, assistant, finished_bodies, user
 from ollama_bridge_msgs.msg import ToolCall
 from ollama_server.testing import EmulatorError
 from tool_servers import TOOLS_YAML, ToolServers
@@ -69,7 +69,7 @@ def test_service_tool_round_trip_then_history_keeps_only_the_text(robot, emu):
     assert servers.led_requests.snapshot() == [True], "the real service got the model's arguments"
     result = {"message": "LED on", "success": True}
     assert final.text == "Done: " + json.dumps(result, separators=(",", ":"), sort_keys=True)
-    first, second = emu.chat_bodies()
+    first, second = finished_bodies(emu, 2)
     assert [t["function"]["name"] for t in first["tools"]] == ["set_led", "fetch_model", "say_on_screen"]
     assert first["tools"][0]["function"]["parameters"]["properties"] == {"data": {"type": "boolean"}}
     assert second["messages"][-2]["tool_calls"][0]["function"] == {"index": 0, "name": "set_led", "arguments": {"data": True}}
@@ -82,7 +82,7 @@ def test_service_tool_round_trip_then_history_keeps_only_the_text(robot, emu):
     assert record.duration_s > 0
     # the next request carries the turn's text only: no tool calls, no tool results
     ask(ep, "thanks")
-    third = emu.chat_bodies()[2]  # the first request of the next turn
+    third = finished_bodies(emu, 3)[2]  # the first request of the next turn
     assert third["messages"] == [SYSTEM, user("turn the light on"), assistant(final.text), user("thanks")]
     node.assert_healthy()
 
@@ -100,7 +100,7 @@ def test_two_service_rounds(robot, emu):
     assert final.error == "", final
     assert servers.led_requests.snapshot() == [True, False]
     assert [r.round for r in records.wait_count(2, 10, "records")] == [0, 1]
-    assert len(emu.chat_bodies()) == 3
+    assert len(finished_bodies(emu, 3)) == 3
     assert "LED off" in final.text
 
 
@@ -109,7 +109,7 @@ def test_action_tool_waits_for_the_result(robot, emu):
     final = ask(ep, "get the tiny model")
     assert final.error == "", final
     assert servers.goals.snapshot() == ["tiny"]
-    [tool] = tool_messages(emu.chat_bodies()[-1])
+    [tool] = tool_messages(finished_bodies(emu, 2)[-1])
     assert json.loads(tool["content"]) == {"status": "succeeded", "result": {"success": True, "message": "pulled tiny"}}
     assert records.wait_count(1, 10, "records")[0].error == ""
 
@@ -120,12 +120,12 @@ def test_topic_tool_publishes_the_message(robot, emu):
     final = ask(ep, "show hello")
     assert final.error == "", final
     assert [m.data for m in servers.screen.wait_count(1, 10, "face/text messages")] == ["hello"]
-    [tool] = tool_messages(emu.chat_bodies()[-1])
+    [tool] = tool_messages(finished_bodies(emu, 2)[-1])
     assert json.loads(tool["content"]) == {"published": True, "topic": "face/text"}
 
 
 def tool_error(emu):
-    [tool] = tool_messages(emu.chat_bodies()[-1])
+    [tool] = tool_messages(finished_bodies(emu, 2)[-1])
     return json.loads(tool["content"])["error"]
 
 
@@ -147,7 +147,7 @@ def test_absent_servers_and_timeouts_become_error_results(robot, emu, tmp_path):
     _, ep, _, _ = robot(toolbot(both), tools_file=str(absent))
     final = ask(ep, "do both")
     assert final.error == "", final
-    errors = [json.loads(t["content"])["error"] for t in tool_messages(emu.chat_bodies()[-1])]
+    errors = [json.loads(t["content"])["error"] for t in tool_messages(finished_bodies(emu, 2)[-1])]
     assert errors == ["the service nobody/here is not available (no server found within 0.5s)",
                       "the action server nobody/acts is not available (no server found within 0.5s)"]
 
@@ -161,7 +161,7 @@ def test_a_slow_service_times_out_and_a_rejected_goal_is_an_error(robot, emu, tm
     final = ask(ep, "slow and rejected")
     servers.release()
     assert final.error == "", final
-    errors = [json.loads(t["content"])["error"] for t in tool_messages(emu.chat_bodies()[-1])]
+    errors = [json.loads(t["content"])["error"] for t in tool_messages(finished_bodies(emu, 2)[-1])]
     assert errors == ["no result within 1.0s (timeout_s of tool 'set_led')", "the action server pull rejected the goal"]
 
 
@@ -175,7 +175,7 @@ def test_reset_cancels_a_running_goal_and_the_history_stays(robot, emu):
     final = ep.wait_finals(1)[0]
     assert final.done_reason == "cancelled"
     ask(ep, "hello again")
-    [next_turn] = [b for b in emu.chat_bodies() if b["messages"][-1] == user("hello again")]
+    [next_turn] = [b for b in finished_bodies(emu, 3) if b["messages"][-1] == user("hello again")]
     assert next_turn["messages"] == [SYSTEM, user("hello again")], "the cancelled exchange left no trace"
 
 
@@ -185,7 +185,7 @@ def test_dry_run_publishes_the_call_without_executing_it(robot, emu):
     assert final.error == "", final
     [record] = records.wait_count(1, 10, "records")
     assert record.dry_run and record.name == "set_led" and json.loads(record.arguments_json) == {"data": True}
-    [tool] = tool_messages(emu.chat_bodies()[-1])
+    [tool] = tool_messages(finished_bodies(emu, 2)[-1])
     told = json.loads(tool["content"])
     assert told["dry_run"] is True and "not executed" in told["note"], "the model is told so"
     assert servers.led_requests.snapshot() == [], "nothing was executed"
@@ -194,7 +194,7 @@ def test_dry_run_publishes_the_call_without_executing_it(robot, emu):
 def test_max_tool_rounds_withdraws_the_tools(robot, emu):
     _, ep, _, _ = robot(toolbot([{"name": "set_led", "arguments": {"data": True}}]), max_tool_rounds=1)
     assert ask(ep, "light").error == ""
-    first, second = emu.chat_bodies()
+    first, second = finished_bodies(emu, 2)
     assert "tools" in first and "tools" not in second, "after max_tool_rounds the model answers in words"
 
 
@@ -203,7 +203,7 @@ def test_a_model_without_the_tools_capability_is_asked_without_tools(robot, emu)
                                          capabilities=("completion",)))
     assert ask(ep, "light").text == "No tools here."
     assert ask(ep, "light again").text == "No tools here."
-    assert all("tools" not in body for body in emu.chat_bodies())
+    assert all("tools" not in body for body in finished_bodies(emu, 2))
     assert node.log().count("has no 'tools' capability") == 1, "logged once"
     assert servers.led_requests.snapshot() == []
 
