@@ -8,8 +8,9 @@ use crate::history_files::HistoryFiles;
 use crate::ollama::{Client, OllamaError};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs, SessionState};
 use crate::session::{Admission, Limits, Request, SessionStore, Turn, Withdrawn};
+use crate::senses::Senses;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,8 @@ struct Inner {
     client: Mutex<Option<(ClientKey, Client)>>,
     /// `OLLAMA_API_KEY`, read once at start.
     api_key: Option<String>,
+    /// Camera and tools ([`Bridge::set_senses`]); without them requests are text only.
+    senses: OnceLock<Arc<Senses>>,
 }
 
 /// What the bridge is doing now (for diagnostics).
@@ -100,10 +103,16 @@ impl Bridge {
                 workers: TaskTracker::new(),
                 client: Mutex::new(None),
                 api_key: crate::config::api_key_from_env(),
+                senses: OnceLock::new(),
             }),
         };
         bridge.inner.workers.spawn(expire_idle_sessions(bridge.inner.clone()));
         bridge
+    }
+
+    /// Gives requests the camera and the tools (at start, before any input; a second call is ignored).
+    pub fn set_senses(&self, senses: Arc<Senses>) {
+        let _ = self.inner.senses.set(senses);
     }
 
     /// The sessions (for tests and diagnostics).
@@ -114,12 +123,17 @@ impl Bridge {
     /// Takes one input. Never waits: the answer comes later through [`Outputs`]. An input that
     /// cannot be queued gets an error response at once; an empty one is ignored with a warning.
     pub fn submit(&self, session_id: &str, text: String, arrived: Instant) {
+        self.submit_input(session_id, text, false, arrived)
+    }
+
+    /// [`Bridge::submit`] for an input that may ask for the latest camera frame (`attach_image`).
+    pub fn submit_input(&self, session_id: &str, text: String, attach_image: bool, arrived: Instant) {
         if text.trim().is_empty() {
             let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
             log::warn!("ignored an empty input for session '{}'", printable(session_id));
             return;
         }
-        self.submit_as(self.reserve_request_id(), session_id, text, arrived)
+        self.submit_as(self.reserve_request_id(), session_id, text, attach_image, arrived)
     }
 
     /// A request id for [`Bridge::submit_as`] / [`Bridge::refuse_as`]: a caller that routes a
@@ -130,10 +144,10 @@ impl Bridge {
 
     /// [`Bridge::submit`] under a reserved id, for a caller that needs an answer to every input:
     /// an empty text gets an error response instead of being ignored.
-    pub fn submit_as(&self, id: u64, session_id: &str, text: String, arrived: Instant) {
+    pub fn submit_as(&self, id: u64, session_id: &str, text: String, attach_image: bool, arrived: Instant) {
         let inner = &self.inner;
         let config = inner.config.get();
-        let request = inner.new_request(id, session_id, text, arrived);
+        let request = Request { attach_image, ..inner.new_request(id, session_id, text, arrived) };
         if request.text.trim().is_empty() {
             return inner.reject(request, &config, Ending::Error("the text is empty".into()));
         }
@@ -316,7 +330,7 @@ impl Inner {
     /// A request with id `id`; an empty session id means [`DEFAULT_SESSION`].
     fn new_request(&self, id: u64, session_id: &str, text: String, arrived: Instant) -> Request {
         let session_id = if session_id.is_empty() { DEFAULT_SESSION } else { session_id };
-        Request { id, session_id: session_id.to_string(), text, arrived }
+        Request { id, session_id: session_id.to_string(), text, arrived, attach_image: false }
     }
 
     /// The client for `config`'s URL and timeouts (cached; cheap to clone).
@@ -391,7 +405,8 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         let outcome = match permit {
             Some(_permit) => {
                 inner.outputs.state(&session_id, job.request.id, SessionState::Thinking);
-                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref()).await
+                let senses = inner.senses.get().map(Arc::as_ref);
+                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref(), senses).await
             }
             None => {
                 inner.reject(job.request.clone(), &config, Ending::Cancelled);

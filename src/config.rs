@@ -8,6 +8,7 @@
 
 pub mod params;
 
+use crate::images::AttachImage;
 use crate::ollama::{ClientConfig, Format, KeepAlive};
 use params::{parameters, Kind};
 pub use params::{redact_url, spec, ParamSpec};
@@ -77,6 +78,22 @@ parameters! {
     warm_up: bool = true, Kind::Bool, false;
     /// Unload the model from the server (keep_alive 0) when the node stops
     unload_on_exit: bool = false, Kind::Bool, false;
+    /// Camera topic (sensor_msgs/msg/Image) whose latest frame a vision model can get ("" = none; read at start)
+    image_topic: String = "", Kind::Text, true;
+    /// Camera topic (sensor_msgs/msg/CompressedImage, JPEG or PNG) ("" = none; read at start)
+    compressed_image_topic: String = "", Kind::Text, true;
+    /// Frames older than this many seconds are not sent (age from the header stamp, else from arrival)
+    image_max_age_s: f64 = 2.0, SECONDS, false;
+    /// Frames are shrunk so that their longer side is at most this many pixels
+    image_max_side: i64 = 672, Kind::Int { min: 32, max: 8192 }, false;
+    /// Which inputs get the latest frame: never, on_request (Utterance.attach_image) or always
+    attach_image: String = "on_request", Kind::Choice(&["never", "on_request", "always"]), false;
+    /// YAML file of tools bound to ROS services, actions and topics ("" = no tools; read at start)
+    tools_file: String = "", Kind::Text, true;
+    /// Tool rounds per request; after them the model answers without tools
+    max_tool_rounds: i64 = 4, Kind::Int { min: 1, max: 64 }, false;
+    /// Publish tool calls on tool_calls without executing them (the model is told so)
+    tools_dry_run: bool = false, Kind::Bool, false;
 }
 
 /// The default `system_prompt`: a short spoken-style robot persona.
@@ -120,6 +137,14 @@ pub struct Config {
     pub barge_in: bool,
     pub warm_up: bool,
     pub unload_on_exit: bool,
+    pub image_topic: String,
+    pub compressed_image_topic: String,
+    pub image_max_age: Duration,
+    pub image_max_side: u32,
+    pub attach_image: AttachImage,
+    pub tools_file: Option<PathBuf>,
+    pub max_tool_rounds: u32,
+    pub tools_dry_run: bool,
 }
 
 /// A parameter that failed validation: its name and a message for `ros2 param set` / the log.
@@ -176,6 +201,12 @@ impl Config {
         let keep_alive = KeepAlive::parse_param(&p.keep_alive).map_err(|e| invalid("keep_alive", e.message))?;
         let format = Format::parse_param(&p.format).map_err(|e| invalid("format", e.message))?;
         let ttl = Duration::from_secs_f64(p.session_ttl_s);
+        let attach_image = AttachImage::parse(&p.attach_image).map_err(|e| invalid("attach_image", e))?;
+        if attach_image == AttachImage::Always && p.image_topic.trim().is_empty() && p.compressed_image_topic.trim().is_empty() {
+            return Err(invalid("attach_image", "'always' needs image_topic or compressed_image_topic"));
+        }
+        // ranges were checked against the table above
+        let in_range = |name, value: i64| u32::try_from(value).map_err(|_| invalid(name, "out of range"));
         Ok(Config {
             ollama_url,
             model: p.model.trim().to_string(),
@@ -204,6 +235,17 @@ impl Config {
             barge_in: p.barge_in,
             warm_up: p.warm_up,
             unload_on_exit: p.unload_on_exit,
+            image_topic: p.image_topic.trim().to_string(),
+            compressed_image_topic: p.compressed_image_topic.trim().to_string(),
+            image_max_age: Duration::from_secs_f64(p.image_max_age_s),
+            image_max_side: in_range("image_max_side", p.image_max_side)?,
+            attach_image,
+            tools_file: match p.tools_file.trim() {
+                "" => None,
+                file => Some(PathBuf::from(file)),
+            },
+            max_tool_rounds: in_range("max_tool_rounds", p.max_tool_rounds)?,
+            tools_dry_run: p.tools_dry_run,
         })
     }
 
@@ -345,5 +387,25 @@ mod tests {
         assert_eq!(redact_url("https://u:p:q@h/x?y=z"), "https://u:***@h/x?y=z");
         assert_eq!(redact_url("http://token@h"), "http://***@h", "a user name alone may be a token");
         assert_eq!(redact_url(""), "");
+    }
+
+    #[test]
+    fn camera_and_tool_parameters_are_checked() {
+        let c = Config::from_params(&Params::with_defaults()).unwrap();
+        assert_eq!((c.attach_image, c.image_max_side, c.max_tool_rounds, c.tools_file.clone()), (AttachImage::OnRequest, 672, 4, None));
+        assert_eq!(c.image_max_age, Duration::from_secs(2));
+        let bad = |f: fn(&mut Params)| {
+            let mut p = Params::with_defaults();
+            f(&mut p);
+            Config::from_params(&p).unwrap_err()
+        };
+        assert_eq!(bad(|p| p.attach_image = "sometimes".into()).name, "attach_image");
+        assert!(bad(|p| p.attach_image = "always".into()).message.contains("needs image_topic or compressed_image_topic"));
+        assert_eq!(bad(|p| p.image_max_side = 16).message, "16 is out of range: allowed 32 to 8192");
+        assert_eq!(bad(|p| p.max_tool_rounds = 0).name, "max_tool_rounds");
+        assert_eq!(bad(|p| p.image_max_age_s = 0.0).name, "image_max_age_s");
+        let mut p = Params::with_defaults();
+        (p.attach_image, p.compressed_image_topic) = ("always".into(), "/cam/compressed".into());
+        assert_eq!(Config::from_params(&p).unwrap().attach_image, AttachImage::Always);
     }
 }

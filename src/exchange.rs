@@ -3,8 +3,9 @@
 //! published, so a listener never sees a partial twice.
 
 use crate::config::Config;
-use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, StallLimit, Think};
+use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, StallLimit, Think, ToolCall};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs, Partial, SessionState};
+use crate::senses::Senses;
 use crate::session::{Job, Turn};
 use std::time::{Duration, Instant};
 
@@ -39,23 +40,28 @@ struct Progress {
     text: String,
     seq: u32,
     first_chunk: Option<Instant>,
+    /// Tool calls of the answer being streamed (taken after each answer).
+    tool_calls: Vec<ToolCall>,
 }
 
 enum Failure {
     Cancelled,
     Ollama(OllamaError),
+    /// Refused before asking Ollama (e.g. no camera frame for an image request).
+    Refused(String),
 }
 
 /// Runs `job` to its end, publishing every partial. The final response is returned, not
 /// published: the caller commits the exchange (history, `history_dir`) first, so whoever sees a
 /// final can rely on its exchange being saved.
-pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs) -> ExchangeOutcome {
+pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs,
+                 senses: Option<&Senses>) -> ExchangeOutcome {
     let request = &job.request;
-    let mut progress = Progress { text: String::new(), seq: 0, first_chunk: None };
+    let mut progress = Progress { text: String::new(), seq: 0, first_chunk: None, tool_calls: Vec::new() };
     let result = match client {
         Ok(client) => {
-            let chat = chat_request(config, &job.history, &request.text);
-            stream_with_retries(&client, config, &chat, job, outputs, &mut progress).await
+            let mut chat = chat_request(config, &job.history, &request.text);
+            converse(&client, config, &mut chat, job, outputs, senses, &mut progress).await
         }
         Err(e) => Err(Failure::Ollama(e)),
     };
@@ -63,6 +69,7 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         Ok((reason, counters)) => (Ending::Done(reason), counters),
         Err(Failure::Cancelled) => (Ending::Cancelled, Counters::default()),
         Err(Failure::Ollama(e)) => (Ending::Error(describe_error(&e, config)), Counters::default()),
+        Err(Failure::Refused(why)) => (Ending::Error(why), Counters::default()),
     };
     let turn = matches!(ending, Ending::Done(_))
         .then(|| Turn { user: request.text.clone(), assistant: progress.text.clone() });
@@ -82,6 +89,45 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         server: config.shown_url(),
     };
     ExchangeOutcome { response, turn }
+}
+
+/// Streams answers until one has no tool calls: the camera frame and the tools come from
+/// `senses` (see [`Senses::prepare`]), each tool round's results are sent back by the
+/// [`crate::tools::ToolRounds`] it returns. Counters add up over the rounds.
+async fn converse(
+    client: &Client, config: &Config, chat: &mut ChatRequest, job: &Job, outputs: &dyn Outputs, senses: Option<&Senses>,
+    progress: &mut Progress,
+) -> Result<(String, Counters), Failure> {
+    let mut rounds = match senses {
+        Some(senses) => senses.prepare(client, config, &job.request, chat).await.map_err(Failure::Refused)?,
+        None => None,
+    };
+    let mut total = Counters::default();
+    loop {
+        let answer_start = progress.text.len();
+        let (reason, counters) = stream_with_retries(client, config, chat, job, outputs, progress).await?;
+        total = add_counters(total, counters);
+        let calls = std::mem::take(&mut progress.tool_calls);
+        let more = match rounds.as_mut() {
+            Some(rounds) => rounds.after_answer(chat, &progress.text[answer_start..], calls, &job.cancel).await
+                .map_err(|_| Failure::Cancelled)?,
+            None => false,
+        };
+        if !more {
+            return Ok((reason, total));
+        }
+    }
+}
+
+fn add_counters(a: Counters, b: Counters) -> Counters {
+    Counters {
+        prompt_eval_count: a.prompt_eval_count.saturating_add(b.prompt_eval_count),
+        eval_count: a.eval_count.saturating_add(b.eval_count),
+        total_duration_ns: a.total_duration_ns.saturating_add(b.total_duration_ns),
+        load_duration_ns: a.load_duration_ns.saturating_add(b.load_duration_ns),
+        prompt_eval_duration_ns: a.prompt_eval_duration_ns.saturating_add(b.prompt_eval_duration_ns),
+        eval_duration_ns: a.eval_duration_ns.saturating_add(b.eval_duration_ns),
+    }
 }
 
 /// Backoff before retry `attempt` (1-based): 0.25 s, 0.5 s, 1 s, ... capped at 4 s.
@@ -134,6 +180,7 @@ async fn stream_once(
                 return Err(Failure::Ollama(OllamaError::Truncated { chunks: progress.seq as usize, detail }));
             }
         };
+        progress.tool_calls.extend_from_slice(chunk.tool_calls());
         let piece = chunk.content();
         if !piece.is_empty() {
             if progress.first_chunk.is_none() {

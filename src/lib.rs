@@ -6,10 +6,10 @@
 //! # Layout (in data-path order)
 //!
 //! * `ros`: the ROS face and the only r2r user: node, parameters (`ros::params`), subscriptions
-//!   (`speech_text`, `utterance`), publishers (`response_partial`, `response_final`,
-//!   `response_text`), services (`reset`, `cancel`, `set_model`, `list_models`), actions (`chat`,
-//!   `pull_model`), `/diagnostics`, `log` → ROS logging (`ros::logging`),
-//!   the spin thread and signal-driven shutdown.
+//!   (`speech_text`, `utterance`, `spoken`, the camera topics), publishers (`response_*`,
+//!   `session_state`, `tool_calls`, `/diagnostics`), services (`reset`, `cancel`, `set_model`,
+//!   `list_models`), actions (`chat`, `pull_model`), the tools' untyped service/action/topic
+//!   clients, `log` → ROS logging (`ros::logging`), the spin thread and signal-driven shutdown.
 //! * `cli`: the command line outside `--ros-args` (`--help`, exit codes).
 //! * `config`: the parameter table (`Params`, one documented row per parameter with type, range
 //!   and default), its validation, and the parsed `Config` snapshot each request reads. No ROS.
@@ -25,6 +25,13 @@
 //! * `health`: what `/diagnostics` reports: counters over the finals, a periodic server probe
 //!   (`/api/version`, `/api/tags`, `/api/ps`) and the OK / WARN / ERROR assessment.
 //! * `model_admin`: `list_models` and `pull_model` without ROS (`/api/tags`, `/api/ps`, `/api/pull`).
+//! * `senses`: what a request carries besides text: the camera frame (`images`) and the tools,
+//!   offered by the model's capabilities; called by `exchange` before the first `/api/chat`.
+//! * `images`: camera frames (ROS-free): the latest frame and its age, raw/compressed → base64
+//!   JPEG/PNG no larger than `image_max_side`.
+//! * `tools`: tools bound to ROS services, actions and topics (ROS-free core): `tools_file`, JSON
+//!   schemas from the installed type descriptions, the tool round loop, the `ToolExecutor` trait
+//!   that `ros::tools` implements.
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure.
 
@@ -36,8 +43,11 @@ pub mod goals;
 pub mod health;
 pub mod history_files;
 pub mod model_admin;
+pub mod images;
 pub mod ollama;
 pub mod outputs;
 pub mod ros;
+pub mod senses;
 pub mod session;
 pub mod speech;
+pub mod tools;

@@ -26,6 +26,8 @@ pub struct Request {
     pub text: String,
     /// When the input reached the node: the bridge's latencies are measured from here.
     pub arrived: Instant,
+    /// The input asked for the latest camera frame (`Utterance.attach_image`).
+    pub attach_image: bool,
 }
 
 /// A request taken off a session's queue, with what it needs to run.

@@ -5,7 +5,7 @@ use super::*;
 const LIMITS: Limits = Limits { max_queue_per_session: 2, max_sessions: 2, max_history_turns: 10 };
 
 fn req(id: u64, session: &str) -> Request {
-    Request { id, session_id: session.into(), text: format!("t{id}"), arrived: Instant::now() }
+    Request { id, session_id: session.into(), text: format!("t{id}"), arrived: Instant::now(), attach_image: false }
 }
 fn turn(n: u32) -> Option<Turn> {
     Some(Turn { user: format!("u{n}"), assistant: format!("a{n}") })

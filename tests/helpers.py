@@ -117,3 +117,9 @@ def proc_status(pid: int) -> dict:
             fields[key] = int(parts[0])
     fields["fds"] = len(list(Path(f"/proc/{pid}/fd").iterdir()))
     return fields
+
+
+def finished_bodies(emu, n: int) -> list[dict]:
+    """The bodies of the emulator's logged chat requests, once at least `n` have finished (a
+    request is logged when its response ends, which can be just after the node's final)."""
+    return [r["body"] for r in emu.wait_for_requests(n)]

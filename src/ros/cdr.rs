@@ -54,15 +54,24 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    /// A CDR bool (one byte, no alignment); a message that ends before it reads as `false`.
+    fn bool_or_false(&mut self) -> bool {
+        let value = self.bytes.get(self.pos).is_some_and(|&b| b != 0);
+        self.pos += 1;
+        value
+    }
+}
+
 /// `std_msgs/msg/String`: its `data`.
 pub fn string_msg(bytes: &[u8]) -> Result<Field, String> {
     Reader::new(bytes)?.string()
 }
 
-/// `ollama_bridge_msgs/msg/Utterance`: (`session_id`, `text`).
-pub fn utterance(bytes: &[u8]) -> Result<(Field, Field), String> {
+/// `ollama_bridge_msgs/msg/Utterance`: (`session_id`, `text`, `attach_image`).
+pub fn utterance(bytes: &[u8]) -> Result<(Field, Field, bool), String> {
     let mut reader = Reader::new(bytes)?;
-    Ok((reader.string()?, reader.string()?))
+    Ok((reader.string()?, reader.string()?, reader.bool_or_false()))
 }
 
 #[cfg(test)]
@@ -88,8 +97,11 @@ mod tests {
         let (lossy, why) = string_msg(&cdr_le(&[b"bad \xff byte"])).unwrap().unwrap_err();
         assert_eq!(lossy, "bad \u{fffd} byte");
         assert!(why.contains("offset 4"));
-        let (session, text) = utterance(&cdr_le(&[b"kitchen", b"hi"])).unwrap();
-        assert_eq!((session.unwrap(), text.unwrap()), ("kitchen".to_string(), "hi".to_string()));
+        let (session, text, attach) = utterance(&cdr_le(&[b"kitchen", b"hi"])).unwrap();
+        assert_eq!((session.unwrap(), text.unwrap(), attach), ("kitchen".to_string(), "hi".to_string(), false));
+        let mut with_image = cdr_le(&[b"kitchen", b"what do you see?"]);
+        with_image.push(1);
+        assert!(utterance(&with_image).unwrap().2, "attach_image follows the text");
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn serve(
     let goal_loop = async move {
         while let Some(request) = requests.next().await {
             let arrived = Instant::now();
-            let Chat::Goal { session_id, text, attach_image: _ } = request.goal.clone();
+            let Chat::Goal { session_id, text, attach_image } = request.goal.clone();
             let (goal, cancels) = match request.accept() {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -50,7 +50,7 @@ pub fn serve(
             let events = router.register(id);
             let task = GoalTask { bridge: bridge.clone(), router: router.clone(), session_id: session_id.clone(), id };
             tasks.spawn_on(task.run(goal, cancels, events), &runtime);
-            bridge.submit_as(id, &session_id, text, arrived);
+            bridge.submit_as(id, &session_id, text, attach_image, arrived);
         }
     };
     Ok(goal_loop.boxed())

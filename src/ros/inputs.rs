@@ -31,7 +31,7 @@ pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge, qos: QosProfile) -> Resu
     let speech_loop = async move {
         while let Some(bytes) = speech.next().await {
             match cdr::string_msg(&bytes) {
-                Ok(text) => submit(&b, Ok(DEFAULT_SESSION.to_string()), text),
+                Ok(text) => submit(&b, Ok(DEFAULT_SESSION.to_string()), text, false),
                 Err(e) => log::error!("speech_text: undecodable message ({e}); dropped"),
             }
         }
@@ -41,7 +41,7 @@ pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge, qos: QosProfile) -> Resu
     let utterance_loop = async move {
         while let Some(bytes) = utterances.next().await {
             match cdr::utterance(&bytes) {
-                Ok((session, text)) => submit(&b, session, text),
+                Ok((session, text, attach_image)) => submit(&b, session, text, attach_image),
                 Err(e) => log::error!("utterance: undecodable message ({e}); dropped"),
             }
         }
@@ -57,10 +57,10 @@ pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge, qos: QosProfile) -> Resu
 }
 
 /// Hands a decoded input to the bridge; invalid UTF-8 in either field is refused with a reason.
-fn submit(bridge: &Bridge, session: cdr::Field, text: cdr::Field) {
+fn submit(bridge: &Bridge, session: cdr::Field, text: cdr::Field, attach_image: bool) {
     let arrived = Instant::now();
     match (session, text) {
-        (Ok(session), Ok(text)) => bridge.submit(&session, text, arrived),
+        (Ok(session), Ok(text)) => bridge.submit_input(&session, text, attach_image, arrived),
         (Err((session, why)), text) => {
             let text = text.unwrap_or_else(|(lossy, _)| lossy);
             bridge.refuse(&session, text, format!("session id: {why}"), arrived)

@@ -15,11 +15,13 @@
 //! (`log` → console and `/rosout`), `start_error` (why the node could not start, exit codes).
 //!
 //! Also: the `chat` action (`chat_action`), `list_models` and the `pull_model` action
-//! (`model_admin`), and `/diagnostics` (`diagnostics`).
+//! (`model_admin`), `/diagnostics` (`diagnostics`), and the camera and tools (`senses`:
+//! `images` subscriptions, `tools` untyped service/action/topic clients, `tool_calls`).
 
 mod cdr;
 mod chat_action;
 mod diagnostics;
+mod images;
 mod inputs;
 pub mod logging;
 mod model_admin;
@@ -29,8 +31,10 @@ mod params;
 mod qos_watch;
 mod rcl_args;
 mod rosout;
+mod senses;
 mod services;
 mod start_error;
+mod tools;
 
 use crate::bridge::Bridge;
 use crate::config::{Config, ConfigHandle, Params};
@@ -101,7 +105,8 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     // every goal's task is tracked, so that each can send its result before the node goes
     let (goal_tasks, stopping) = (tokio_util::task::TaskTracker::new(), tokio_util::sync::CancellationToken::new());
 
-    let mut drains = inputs::subscribe(&mut node, &bridge, input_qos.clone())?;
+    let (mut drains, local_tasks) = senses::attach(&mut node, &config.get(), &bridge)?;
+    drains.extend(inputs::subscribe(&mut node, &bridge, input_qos.clone())?);
     drains.extend(param_services::serve(&mut node, store.clone(), runtime.handle())?);
     let switch = services::ModelSwitch { params: store.clone(), config: config.clone() };
     drains.extend(services::serve(&mut node, switch, bridge.clone(), runtime.handle())?);
@@ -117,7 +122,7 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
         crate::config::redact_url(&snapshot.ollama_url), snapshot.max_concurrent_requests, snapshot.max_history_turns);
 
     let running = Arc::new(AtomicBool::new(true));
-    let spin_thread = spin_in_thread(node, drains, watch, runtime.handle().clone(), running.clone())?;
+    let spin_thread = spin_in_thread(node, drains, local_tasks, watch, runtime.handle().clone(), running.clone())?;
 
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
@@ -138,8 +143,8 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
 /// Moves the node to the spin thread: each `spin_once` returns as soon as anything arrived, then
 /// the drain loops empty r2r's queues into the bridge. Runs until `running` is cleared.
 fn spin_in_thread(
-    mut node: r2r::Node, drains: Vec<BoxFuture<'static, ()>>, mut watch: InputWatch, runtime: tokio::runtime::Handle,
-    running: Arc<AtomicBool>,
+    mut node: r2r::Node, drains: Vec<BoxFuture<'static, ()>>, local_tasks: Vec<tools::LocalTask>, mut watch: InputWatch,
+    runtime: tokio::runtime::Handle, running: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("ros-spin".into()).spawn(move || {
         let _entered = runtime.enter();
@@ -147,6 +152,11 @@ fn spin_in_thread(
         for drain in drains {
             if let Err(e) = pool.spawner().spawn_local(drain) {
                 log::error!("could not start a subscription loop: {e}");
+            }
+        }
+        for make in local_tasks {
+            if let Err(e) = pool.spawner().spawn_local(make()) {
+                log::error!("could not start a spin-thread task: {e}");
             }
         }
         while running.load(Ordering::Acquire) {

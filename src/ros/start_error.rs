@@ -14,13 +14,15 @@ pub enum StartError {
     /// rcl_init failed for a reason other than the arguments (e.g. a malformed `ROS_DOMAIN_ID`).
     RosInit(String),
     Io(std::io::Error),
+    /// A start-time setting is unusable (e.g. `tools_file`); the text says why and what to do.
+    Config(String),
 }
 
 impl StartError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Args(_) | StartError::Param(_) => crate::cli::EXIT_USAGE,
+            StartError::Args(_) | StartError::Param(_) | StartError::Config(_) => crate::cli::EXIT_USAGE,
             StartError::Ros(_) | StartError::RosInit(_) | StartError::Io(_) => 1,
         }
     }
@@ -34,6 +36,7 @@ impl std::fmt::Display for StartError {
             StartError::Ros(e) => write!(f, "ROS error: {e}"),
             StartError::RosInit(e) => write!(f, "ROS could not start: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
+            StartError::Config(e) => write!(f, "{e}"),
         }
     }
 }
