@@ -4,7 +4,8 @@
 
 use crate::config::Config;
 use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, StallLimit, Think, ToolCall};
-use crate::outputs::{Counters, Ending, FinalResponse, Outputs, Partial, SessionState};
+use crate::answer::Answer;
+use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
 use crate::senses::Senses;
 use crate::session::{Job, Turn};
 use std::time::{Duration, Instant};
@@ -35,11 +36,10 @@ pub fn chat_request(config: &Config, history: &[Turn], user_text: &str) -> ChatR
     request
 }
 
-/// Streamed progress of one request, kept across retries.
+/// Streamed progress of one request, kept across tool rounds and retries.
 struct Progress {
-    text: String,
-    seq: u32,
-    first_chunk: Option<Instant>,
+    /// What was published of the answer (partials, reasoning, sentences).
+    answer: Answer,
     /// Tool calls of the answer being streamed (taken after each answer).
     tool_calls: Vec<ToolCall>,
 }
@@ -57,7 +57,7 @@ enum Failure {
 pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs,
                  senses: Option<&Senses>) -> ExchangeOutcome {
     let request = &job.request;
-    let mut progress = Progress { text: String::new(), seq: 0, first_chunk: None, tool_calls: Vec::new() };
+    let mut progress = Progress { answer: Answer::new(config), tool_calls: Vec::new() };
     let result = match client {
         Ok(client) => {
             let mut chat = chat_request(config, &job.history, &request.text);
@@ -66,26 +66,29 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         Err(e) => Err(Failure::Ollama(e)),
     };
     let (ending, counters) = match result {
-        Ok((reason, counters)) => (Ending::Done(reason), counters),
+        Ok((reason, counters)) => {
+            progress.answer.finish(request, outputs);
+            (Ending::Done(reason), counters)
+        }
         Err(Failure::Cancelled) => (Ending::Cancelled, Counters::default()),
         Err(Failure::Ollama(e)) => (Ending::Error(describe_error(&e, config)), Counters::default()),
         Err(Failure::Refused(why)) => (Ending::Error(why), Counters::default()),
     };
-    let turn = matches!(ending, Ending::Done(_))
-        .then(|| Turn { user: request.text.clone(), assistant: progress.text.clone() });
+    let answer = progress.answer;
+    let turn = matches!(ending, Ending::Done(_)).then(|| Turn { user: request.text.clone(), assistant: answer.text.clone() });
     let since = |t: Instant| t.duration_since(request.arrived).as_secs_f64();
     let response = FinalResponse {
         session_id: request.session_id.clone(),
         request_id: request.id,
         prompt: request.text.clone(),
-        speech: progress.text.clone(), // TODO(speech): the joined speakable sentences
-        text: progress.text,
+        speech: answer.speech(),
+        text: answer.text,
         model: config.model.clone(),
         ending,
         counters,
-        time_to_first_chunk_s: progress.first_chunk.map(since).unwrap_or(0.0),
+        time_to_first_chunk_s: answer.first_chunk.map(since).unwrap_or(0.0),
         total_time_s: since(Instant::now()),
-        chunk_count: progress.seq,
+        chunk_count: answer.seq,
         server: config.shown_url(),
     };
     ExchangeOutcome { response, turn }
@@ -104,12 +107,12 @@ async fn converse(
     };
     let mut total = Counters::default();
     loop {
-        let answer_start = progress.text.len();
+        let answer_start = progress.answer.text.len();
         let (reason, counters) = stream_with_retries(client, config, chat, job, outputs, progress).await?;
         total = add_counters(total, counters);
         let calls = std::mem::take(&mut progress.tool_calls);
         let more = match rounds.as_mut() {
-            Some(rounds) => rounds.after_answer(chat, &progress.text[answer_start..], calls, &job.cancel).await
+            Some(rounds) => rounds.after_answer(chat, &progress.answer.text[answer_start..], calls, &job.cancel).await
                 .map_err(|_| Failure::Cancelled)?,
             None => false,
         };
@@ -141,8 +144,9 @@ async fn stream_with_retries(
     let mut attempt = 0;
     loop {
         match stream_once(client, chat, job, outputs, progress).await {
-            Err(Failure::Ollama(e)) if progress.seq == 0 && e.is_retryable_before_output() && attempt < config.max_retries => {
+            Err(Failure::Ollama(e)) if progress.answer.untouched() && e.is_retryable_before_output() && attempt < config.max_retries => {
                 attempt += 1;
+                progress.answer.restart(config);
                 let wait = backoff(attempt);
                 log::warn!("request {} (session '{}'): {e}; retry {attempt}/{} in {:.2}s",
                     job.request.id, job.request.session_id, config.max_retries, wait.as_secs_f64());
@@ -177,21 +181,11 @@ async fn stream_once(
             Some(Err(e)) => return Err(Failure::Ollama(e)),
             None => {
                 let detail = "the stream ended before the final chunk".to_string();
-                return Err(Failure::Ollama(OllamaError::Truncated { chunks: progress.seq as usize, detail }));
+                return Err(Failure::Ollama(OllamaError::Truncated { chunks: progress.answer.seq as usize, detail }));
             }
         };
         progress.tool_calls.extend_from_slice(chunk.tool_calls());
-        let piece = chunk.content();
-        if !piece.is_empty() {
-            if progress.first_chunk.is_none() {
-                progress.first_chunk = Some(Instant::now());
-                outputs.state(&request.session_id, request.id, SessionState::Answering);
-            }
-            outputs.partial(&Partial { session_id: &request.session_id, request_id: request.id, seq: progress.seq, text: piece });
-            log::debug!("request {} chunk {}: {:?}", request.id, progress.seq, piece);
-            progress.text.push_str(piece);
-            progress.seq += 1;
-        }
+        progress.answer.push(request, chunk.content(), chunk.thinking(), outputs);
         if chunk.done {
             let reason = chunk.done_reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "stop".into());
             return Ok((reason, counters(&chunk)));

@@ -17,6 +17,8 @@
 //!   commits completed exchanges, answers reset and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
+//! * `answer`: one request's answer as published: content → `speech` → partials, reasoning,
+//!   sentences; the speakable text for `response_text`.
 //! * `speech`: the text side of speaking (no ROS, no I/O): `<think>` blocks split from the answer,
 //!   streaming sentence segmentation, speakable text (no Markdown, no emoji), chained per request.
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.
@@ -35,6 +37,7 @@
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure.
 
+pub mod answer;
 pub mod bridge;
 pub mod cli;
 pub mod config;
