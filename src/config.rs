@@ -65,6 +65,10 @@ pub struct Params {
     pub warm_up: bool,
     /// Unload the model from the server (keep_alive 0) when the node stops
     pub unload_on_exit: bool,
+    /// Context window in tokens the history must fit in (0 = auto: num_ctx in options_json, else the model's context length capped at Ollama's default 4096)
+    pub context_tokens: i64,
+    /// Tokens kept free for the answer when options_json has no num_predict
+    pub reply_reserve_tokens: i64,
 }
 
 impl Params {
@@ -96,6 +100,8 @@ impl Params {
             barge_in: false,
             warm_up: true,
             unload_on_exit: false,
+            context_tokens: 0,
+            reply_reserve_tokens: 512,
         }
     }
 }
@@ -134,6 +140,9 @@ pub struct Config {
     pub barge_in: bool,
     pub warm_up: bool,
     pub unload_on_exit: bool,
+    /// 0 = auto (see `context`).
+    pub context_tokens: u32,
+    pub reply_reserve_tokens: u32,
 }
 
 /// A parameter that failed validation: its name and a message for `ros2 param set` / the log.
@@ -165,6 +174,21 @@ fn count(name: &'static str, value: i64, min: i64) -> Result<usize, InvalidParam
         return Err(invalid(name, format!("{value} is below the minimum of {min}")));
     }
     usize::try_from(value).map_err(|_| invalid(name, "out of range"))
+}
+
+/// A token count parameter: 0 up to u32::MAX.
+fn tokens(name: &'static str, value: i64) -> Result<u32, InvalidParam> {
+    u32::try_from(count(name, value, 0)?).map_err(|_| invalid(name, format!("{value} is more than {}", u32::MAX)))
+}
+
+/// `reply_reserve_tokens`, which must leave room in a `context_tokens` window.
+fn reserve_tokens(p: &Params) -> Result<u32, InvalidParam> {
+    let reserve = tokens("reply_reserve_tokens", p.reply_reserve_tokens)?;
+    if p.context_tokens > 0 && i64::from(reserve) >= p.context_tokens {
+        return Err(invalid("reply_reserve_tokens", format!(
+            "{reserve} leaves no room for the conversation in context_tokens {}", p.context_tokens)));
+    }
+    Ok(reserve)
 }
 
 /// Parses `options_json`: empty or a JSON object.
@@ -224,6 +248,8 @@ impl Config {
             barge_in: p.barge_in,
             warm_up: p.warm_up,
             unload_on_exit: p.unload_on_exit,
+            context_tokens: tokens("context_tokens", p.context_tokens)?,
+            reply_reserve_tokens: reserve_tokens(p)?,
         })
     }
 

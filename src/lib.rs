@@ -14,6 +14,8 @@
 //!   commits completed exchanges, answers reset and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
+//! * `context`: the context budget: the model's window, each exchange's tokens, which oldest
+//!   exchanges to leave out (in blocks, so the server's prompt cache stays useful).
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.
 //! * `history_files`: durable JSONL history per session (`history_dir`).
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
@@ -22,6 +24,7 @@
 
 pub mod bridge;
 pub mod config;
+pub mod context;
 pub mod exchange;
 pub mod history_files;
 pub mod logging;
