@@ -181,16 +181,6 @@ fn tokens(name: &'static str, value: i64) -> Result<u32, InvalidParam> {
     u32::try_from(count(name, value, 0)?).map_err(|_| invalid(name, format!("{value} is more than {}", u32::MAX)))
 }
 
-/// `reply_reserve_tokens`, which must leave room in a `context_tokens` window.
-fn reserve_tokens(p: &Params) -> Result<u32, InvalidParam> {
-    let reserve = tokens("reply_reserve_tokens", p.reply_reserve_tokens)?;
-    if p.context_tokens > 0 && i64::from(reserve) >= p.context_tokens {
-        return Err(invalid("reply_reserve_tokens", format!(
-            "{reserve} leaves no room for the conversation in context_tokens {}", p.context_tokens)));
-    }
-    Ok(reserve)
-}
-
 /// Parses `options_json`: empty or a JSON object.
 pub fn parse_options(text: &str) -> Result<Option<Map<String, Value>>, InvalidParam> {
     let text = text.trim();
@@ -249,7 +239,7 @@ impl Config {
             warm_up: p.warm_up,
             unload_on_exit: p.unload_on_exit,
             context_tokens: tokens("context_tokens", p.context_tokens)?,
-            reply_reserve_tokens: reserve_tokens(p)?,
+            reply_reserve_tokens: tokens("reply_reserve_tokens", p.reply_reserve_tokens)?,
         })
     }
 
