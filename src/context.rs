@@ -135,10 +135,17 @@ pub fn reply_reserve(config: &Config) -> u32 {
         .unwrap_or(config.reply_reserve_tokens)
 }
 
+/// A window looked up on a server: when, and whether the lookup worked.
+struct Lookup {
+    at: Instant,
+    window: Window,
+    ok: bool,
+}
+
 /// Windows looked up on servers, per (server URL, model), shared by every request of the node.
 #[derive(Default)]
 pub struct ContextWindows {
-    known: Mutex<HashMap<(String, String), (Instant, Window, bool)>>,
+    known: Mutex<HashMap<(String, String), Lookup>>,
 }
 
 impl ContextWindows {
@@ -153,9 +160,9 @@ impl ContextWindows {
             return window;
         }
         let key = (config.ollama_url.clone(), config.model.clone());
-        if let Some((at, window, ok)) = self.lock().get(&key) {
-            if at.elapsed() < if *ok { WINDOW_TTL } else { FAILED_LOOKUP_TTL } {
-                return window.clone();
+        if let Some(known) = self.lock().get(&key) {
+            if known.at.elapsed() < if known.ok { WINDOW_TTL } else { FAILED_LOOKUP_TTL } {
+                return known.window.clone();
             }
         }
         let (trained, ok) = match client.show(&config.model).await {
@@ -167,11 +174,11 @@ impl ContextWindows {
             }
         };
         let window = server_window(&config.model, trained);
-        self.lock().insert(key, (Instant::now(), window.clone(), ok));
+        self.lock().insert(key, Lookup { at: Instant::now(), window: window.clone(), ok });
         window
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (Instant, Window, bool)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Lookup>> {
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

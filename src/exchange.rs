@@ -33,7 +33,7 @@ pub fn chat_request(config: &Config, history: &[Turn], user_text: &str) -> ChatR
     messages.push(Message::user(user_text));
     let mut request = ChatRequest::new(&config.model, messages);
     request.options = config.options.clone();
-    request.keep_alive = config.keep_alive.clone();
+    request.keep_alive = config.keep_alive;
     request.format = config.format.clone();
     request.think = Some(Think::Bool(config.think));
     request

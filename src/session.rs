@@ -271,7 +271,7 @@ impl SessionStore {
     pub fn cancel(&self, session_id: Option<&str>) -> ResetReport {
         let mut inner = self.lock();
         let mut report = ResetReport::default();
-        let targets = inner.sessions.iter_mut().filter(|(id, _)| session_id.is_none_or(|want| want == id.as_str()));
+        let targets = inner.sessions.iter_mut().filter(|(id, _)| session_id.map_or(true, |want| want == id.as_str()));
         for (_, session) in targets {
             report.sessions += 1;
             report.dropped.extend(session.queue.drain(..));
