@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from long_conversation import section as long_section, target_rows as long_rows
 from ollama_bridge_eval.chart import BLACK, GRID, Canvas, nice_step, text_width
 
 MB = 1024.0   # kB per MB (MiB, as /proc reports kB = KiB)
@@ -92,6 +93,9 @@ def write(results: dict, out: Path) -> Path:
         rows.append((f"start → ready (all topics and services discoverable), worst of {st['bridge']['n']}",
                      f"{worst:.3f} s (p50 {st['bridge']['p50']:.3f} s)", "< 1 s", worst < 1.0, ""))
 
+    long = results.get("long_conversation")
+    if long:
+        rows += long_rows(long)
     L += ["## Targets", "", "| target | measured | goal | verdict | by how much |", "| --- | --- | --- | --- | --- |"]
     L += [f"| {t} | {m} | {g} | {verdict(ok)} | {d} |" for t, m, g, ok, d in rows]
     L += [""]
@@ -109,6 +113,8 @@ def write(results: dict, out: Path) -> Path:
               f"`get/set_parameters`) answering discovery, seen from an rclpy client already running: "
               f"p50 {st['bridge']['p50']:.3f} s, max {st['bridge']['max']:.3f} s over {st['bridge']['n']} starts. "
               f"The minimal r2r echo node (topics only): p50 {st['echo']['p50']:.3f} s, max {st['echo']['max']:.3f} s.", ""]
+    if long:
+        L += long_section(long)
     L += method_section(meta)
     out.mkdir(parents=True, exist_ok=True)
     if lat:

@@ -3,6 +3,7 @@
 //! [`Bridge::submit`] from its subscription loops (it never waits) and implements [`Outputs`].
 
 use crate::config::{Config, ConfigHandle};
+use crate::context::ContextWindows;
 use crate::exchange;
 use crate::history_files::HistoryFiles;
 use crate::ollama::{Client, OllamaError};
@@ -45,6 +46,8 @@ struct Inner {
     api_key: Option<String>,
     /// Camera and tools ([`Bridge::set_senses`]); without them requests are text only.
     senses: OnceLock<Arc<Senses>>,
+    /// Context windows of the models used, looked up on the server once in a while.
+    windows: ContextWindows,
 }
 
 /// What the bridge is doing now (for diagnostics).
@@ -104,6 +107,7 @@ impl Bridge {
                 client: Mutex::new(None),
                 api_key: crate::config::api_key_from_env(),
                 senses: OnceLock::new(),
+                windows: ContextWindows::new(),
             }),
         };
         bridge.inner.workers.spawn(expire_idle_sessions(bridge.inner.clone()));
@@ -406,11 +410,11 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
             Some(_permit) => {
                 inner.outputs.state(&session_id, job.request.id, SessionState::Thinking);
                 let senses = inner.senses.get().map(Arc::as_ref);
-                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref(), senses).await
+                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref(), senses, &inner.windows).await
             }
             None => {
                 inner.reject(job.request.clone(), &config, Ending::Cancelled);
-                inner.store.finish(&session_id, job.epoch, None, config.max_history_turns);
+                inner.store.finish(&session_id, job.epoch, None, 0, config.max_history_turns);
                 continue;
             }
         };
@@ -425,7 +429,7 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
         };
         // Commit, then answer: a listener that saw the final can rely on the exchange being saved.
         let outcome_turn = turn.clone();
-        if inner.store.finish(&session_id, job.epoch, outcome_turn, config.max_history_turns) {
+        if inner.store.finish(&session_id, job.epoch, outcome_turn, outcome.dropped_turns, config.max_history_turns) {
             if let (Some(files), Some(turn)) = (inner.history_files.clone(), turn) {
                 // write + fsync on a blocking thread: the other sessions' streams keep flowing
                 let (store, session, epoch, max_turns) =
@@ -451,7 +455,7 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
 /// The exchange of a cancelled request as far as it was spoken (`None` when nothing was).
 fn spoken_turn(request: &Request, spoken: String) -> Option<Turn> {
     let spoken = spoken.trim();
-    (!spoken.is_empty()).then(|| Turn { user: request.text.clone(), assistant: spoken.to_string() })
+    (!spoken.is_empty()).then(|| Turn::new(request.text.clone(), spoken))
 }
 
 /// Forgets idle sessions after `session_ttl_s`, checking once a second.

@@ -94,6 +94,10 @@ parameters! {
     max_tool_rounds: i64 = 4, Kind::Int { min: 1, max: 64 }, false;
     /// Publish tool calls on tool_calls without executing them (the model is told so)
     tools_dry_run: bool = false, Kind::Bool, false;
+    /// Context window in tokens the history must fit in (0 = auto: num_ctx in options_json, else the model's context length capped at Ollama's default 4096)
+    context_tokens: i64 = 0, Kind::Int { min: 0, max: 4_294_967_295 }, false;
+    /// Tokens kept free for the answer when options_json has no num_predict
+    reply_reserve_tokens: i64 = 512, Kind::Int { min: 0, max: 4_294_967_295 }, false;
 }
 
 /// The default `system_prompt`: a short spoken-style robot persona.
@@ -145,6 +149,9 @@ pub struct Config {
     pub tools_file: Option<PathBuf>,
     pub max_tool_rounds: u32,
     pub tools_dry_run: bool,
+    /// 0 = auto (see `context`).
+    pub context_tokens: u32,
+    pub reply_reserve_tokens: u32,
 }
 
 /// A parameter that failed validation: its name and a message for `ros2 param set` / the log.
@@ -167,6 +174,11 @@ fn invalid(name: &str, message: impl Into<String>) -> InvalidParam {
 /// A count the table's range already holds, as `usize`.
 fn count(name: &str, value: i64) -> Result<usize, InvalidParam> {
     usize::try_from(value).map_err(|_| invalid(name, format!("{value} is out of range")))
+}
+
+/// A token count parameter: 0 up to u32::MAX.
+fn tokens(name: &'static str, value: i64) -> Result<u32, InvalidParam> {
+    u32::try_from(value).map_err(|_| invalid(name, format!("{value} is outside 0 to {}", u32::MAX)))
 }
 
 /// Parses `options_json`: empty or a JSON object.
@@ -246,6 +258,8 @@ impl Config {
             },
             max_tool_rounds: in_range("max_tool_rounds", p.max_tool_rounds)?,
             tools_dry_run: p.tools_dry_run,
+            context_tokens: tokens("context_tokens", p.context_tokens)?,
+            reply_reserve_tokens: tokens("reply_reserve_tokens", p.reply_reserve_tokens)?,
         })
     }
 

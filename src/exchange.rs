@@ -7,6 +7,7 @@ use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, StallL
 use crate::answer::Answer;
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
 use crate::senses::Senses;
+use crate::context::{self, ContextWindows};
 use crate::session::{Job, Turn};
 use std::time::{Duration, Instant};
 
@@ -15,9 +16,13 @@ pub struct ExchangeOutcome {
     pub response: FinalResponse,
     /// The turn to add to the history; `None` unless Ollama finished the answer.
     pub turn: Option<Turn>,
+    /// Oldest exchanges of the job's history left out to fit the context window: the session
+    /// forgets them when it commits this exchange.
+    pub dropped_turns: usize,
 }
 
-/// Builds the request: system prompt, completed turns, then the new user text.
+/// Builds the request: system prompt, completed turns (those that fit: see `context::fit`), then
+/// the new user text.
 pub fn chat_request(config: &Config, history: &[Turn], user_text: &str) -> ChatRequest {
     let mut messages = Vec::with_capacity(history.len() * 2 + 2);
     if !config.system_prompt.trim().is_empty() {
@@ -30,7 +35,7 @@ pub fn chat_request(config: &Config, history: &[Turn], user_text: &str) -> ChatR
     messages.push(Message::user(user_text));
     let mut request = ChatRequest::new(&config.model, messages);
     request.options = config.options.clone();
-    request.keep_alive = config.keep_alive.clone();
+    request.keep_alive = config.keep_alive;
     request.format = config.format.clone();
     request.think = Some(Think::Bool(config.think));
     request
@@ -47,22 +52,30 @@ struct Progress {
 enum Failure {
     Cancelled,
     Ollama(OllamaError),
-    /// Refused before asking Ollama (e.g. no camera frame for an image request).
+    /// Refused before asking Ollama (no camera frame for an image request, an input that
+    /// cannot fit the context window): the message names the reason.
     Refused(String),
 }
 
 /// Runs `job` to its end, publishing every partial. The final response is returned, not
 /// published: the caller commits the exchange (history, `history_dir`) first, so whoever sees a
 /// final can rely on its exchange being saved.
-pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs,
-                 senses: Option<&Senses>) -> ExchangeOutcome {
+pub async fn run(
+    client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs, senses: Option<&Senses>,
+    windows: &ContextWindows,
+) -> ExchangeOutcome {
     let request = &job.request;
     let mut progress = Progress { answer: Answer::new(config), tool_calls: Vec::new() };
+    let mut fit = None;
     let result = match client {
-        Ok(client) => {
-            let mut chat = chat_request(config, &job.history, &request.text);
-            converse(&client, config, &mut chat, job, outputs, senses, &mut progress).await
-        }
+        Ok(client) => match fit_history(&client, config, job, windows).await {
+            Ok(planned) => {
+                let mut chat = chat_request(config, &job.history[planned.dropped..], &request.text);
+                fit = Some(planned);
+                converse(&client, config, &mut chat, job, outputs, senses, &mut progress).await
+            }
+            Err(failure) => Err(failure),
+        },
         Err(e) => Err(Failure::Ollama(e)),
     };
     let (ending, counters) = match result {
@@ -75,7 +88,12 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         Err(Failure::Refused(why)) => (Ending::Error(why), Counters::default()),
     };
     let answer = progress.answer;
-    let turn = matches!(ending, Ending::Done(_)).then(|| Turn { user: request.text.clone(), assistant: answer.text.clone() });
+    let turn = match (&ending, &fit) {
+        (Ending::Done(_), Some(fit)) => Some(fit.counted_turn(
+            &request.text, &answer.text, counters.prompt_eval_count, counters.eval_count, config.think)),
+        _ => None,
+    };
+    let dropped_turns = fit.map_or(0, |f| f.dropped);
     let since = |t: Instant| t.duration_since(request.arrived).as_secs_f64();
     let response = FinalResponse {
         session_id: request.session_id.clone(),
@@ -91,7 +109,30 @@ pub async fn run(client: Result<Client, OllamaError>, config: &Config, job: &Job
         chunk_count: answer.seq,
         server: config.shown_url(),
     };
-    ExchangeOutcome { response, turn }
+    ExchangeOutcome { response, turn, dropped_turns }
+}
+
+/// Which exchanges of the job's history fit the context window with its input (see
+/// `context::fit`); looking the window up stops when the job is cancelled.
+async fn fit_history(client: &Client, config: &Config, job: &Job, windows: &ContextWindows) -> Result<context::Fit, Failure> {
+    let request = &job.request;
+    let planned = tokio::select! {
+        biased;
+        _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
+        planned = context::plan(windows, client, config, &job.history, &request.text) => planned,
+    };
+    match planned {
+        Ok(fit) if fit.dropped > 0 => {
+            log::info!("request {} (session '{}'): the oldest {} of {} exchange(s) left out to fit the {}",
+                request.id, request.session_id, fit.dropped, job.history.len(), fit.window);
+            Ok(fit)
+        }
+        Ok(fit) => Ok(fit),
+        Err(why) => {
+            log::warn!("request {} (session '{}'): {why}", request.id, request.session_id);
+            Err(Failure::Refused(why))
+        }
+    }
 }
 
 /// Streams answers until one has no tool calls: the camera frame and the tools come from
@@ -228,7 +269,7 @@ mod tests {
         params.system_prompt = "be brief".into();
         params.options_json = "{\"seed\":7}".into();
         let config = Config::from_params(&params).unwrap();
-        let history = [Turn { user: "hi".into(), assistant: "hello".into() }];
+        let history = [Turn::new("hi", "hello")];
         let body = serde_json::to_value(chat_request(&config, &history, "how are you?")).unwrap();
         let roles: Vec<_> = body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
         assert_eq!(roles, ["system", "user", "assistant", "user"]);

@@ -1,6 +1,10 @@
 //! Durable conversation history: one JSON Lines file per session, one completed exchange per
 //! line, appended with a single write and fsync'd before it counts as saved. A line cut short by
 //! a crash is repaired away on start; corrupt lines are reported and skipped, never fatal.
+//!
+//! A line: `{"session", "user", "assistant", "time", "user_tokens"?, "assistant_tokens"?}`; the
+//! token counts (see [`crate::context`]) are written when the server counted them and are optional
+//! on reading, so files written before they existed load as they are.
 
 use crate::session::Turn;
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +42,10 @@ struct Line {
     assistant: String,
     /// Seconds since the Unix epoch when the exchange completed.
     time: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    assistant_tokens: Option<u32>,
 }
 
 /// File name for a session: its id with every byte outside `[A-Za-z0-9_-]` percent-encoded
@@ -82,7 +90,14 @@ impl HistoryFiles {
     /// write lock) says the session was not reset meanwhile. Returns whether it was written.
     pub fn append_if(&self, session_id: &str, turn: &Turn, max_turns: usize, still_current: impl FnOnce() -> bool) -> io::Result<bool> {
         let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        let line = Line { session: session_id.into(), user: turn.user.clone(), assistant: turn.assistant.clone(), time };
+        let line = Line {
+            session: session_id.into(),
+            user: turn.user.clone(),
+            assistant: turn.assistant.clone(),
+            time,
+            user_tokens: turn.user_tokens,
+            assistant_tokens: turn.assistant_tokens,
+        };
         let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
         bytes.push(b'\n');
         let path = self.path(session_id);
@@ -188,7 +203,7 @@ fn read_file(path: &Path, max_turns: usize) -> Option<SavedSession> {
     }
     let last_time = lines.last()?.time;
     let id = lines[0].session.clone();
-    let turns = lines.into_iter().map(|l| Turn { user: l.user, assistant: l.assistant }).collect();
+    let turns = lines.into_iter().map(|l| Turn::new(l.user, l.assistant).with_tokens(l.user_tokens, l.assistant_tokens)).collect();
     Some(SavedSession { id, turns, last_time })
 }
 
@@ -245,7 +260,7 @@ mod tests {
         dir
     }
     fn turn(n: u32) -> Turn {
-        Turn { user: format!("u{n} é"), assistant: format!("a{n} 🤖") }
+        Turn::new(format!("u{n} é"), format!("a{n} 🤖")).with_tokens(Some(n + 10), (n % 2 == 0).then_some(n + 20))
     }
 
     #[test]
@@ -280,6 +295,23 @@ mod tests {
         assert!(files.load("s/1", 10).is_empty());
         files.remove_all().unwrap();
         assert!(files.load_all(10).is_empty());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn token_counts_are_saved_and_files_without_them_still_load() {
+        let dir = temp_dir("tokens");
+        let files = HistoryFiles::open(&dir).unwrap();
+        files.append("s", &turn(2), 10).unwrap();
+        let written = fs::read_to_string(dir.join(file_name("s"))).unwrap();
+        assert!(written.contains("\"user_tokens\":12") && written.contains("\"assistant_tokens\":22"), "{written}");
+        files.append("s", &Turn::new("never counted", "cancelled"), 10).unwrap();
+        let written = fs::read_to_string(dir.join(file_name("s"))).unwrap();
+        assert!(!written.lines().nth(1).unwrap().contains("_tokens"), "no count, no field: {written}");
+        // a line as written before token counts existed
+        OpenOptions::new().append(true).open(dir.join(file_name("s"))).unwrap()
+            .write_all(b"{\"session\":\"s\",\"user\":\"old\",\"assistant\":\"line\",\"time\":1700000000.5}\n").unwrap();
+        assert_eq!(files.load("s", 10), vec![turn(2), Turn::new("never counted", "cancelled"), Turn::new("old", "line")]);
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -17,6 +17,8 @@
 //!   commits completed exchanges, answers reset and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
+//! * `context`: the context budget: the model's window, each exchange's tokens, which oldest
+//!   exchanges to leave out (in blocks, so the server's prompt cache stays useful).
 //! * `answer`: one request's answer as published: content → `speech` → partials, reasoning,
 //!   sentences; the speakable text for `response_text`.
 //! * `speech`: the text side of speaking (no ROS, no I/O): `<think>` blocks split from the answer,
@@ -41,6 +43,7 @@ pub mod answer;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod exchange;
 pub mod goals;
 pub mod health;

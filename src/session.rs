@@ -10,11 +10,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-/// One completed exchange: what the user said and the whole answer.
+/// One completed exchange: what the user said and the whole answer, with the tokens each takes
+/// in a prompt when the server counted them (see [`crate::context`]).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Turn {
     pub user: String,
     pub assistant: String,
+    /// Tokens the user message added to the prompt, chat-template framing included (None: never
+    /// counted, e.g. restored from an older file or cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_tokens: Option<u32>,
+    /// Tokens of the answer (Ollama's `eval_count`; None: never counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant_tokens: Option<u32>,
+}
+
+impl Turn {
+    /// An exchange whose tokens were never counted.
+    pub fn new(user: impl Into<String>, assistant: impl Into<String>) -> Turn {
+        Turn { user: user.into(), assistant: assistant.into(), user_tokens: None, assistant_tokens: None }
+    }
+
+    /// The same exchange with its token counts.
+    pub fn with_tokens(self, user_tokens: Option<u32>, assistant_tokens: Option<u32>) -> Turn {
+        Turn { user_tokens, assistant_tokens, ..self }
+    }
 }
 
 /// One input waiting to be answered.
@@ -113,6 +133,13 @@ fn last_turns(turns: Vec<Turn>, max_turns: usize) -> VecDeque<Turn> {
     turns.into_iter().skip(skip).collect()
 }
 
+/// Exchanges kept when a history grows past `max_turns`: half of it, rounded up. Trimming in blocks
+/// keeps the start of the prompt the same for the next requests, so the server's prompt (KV) cache
+/// serves them; dropping one exchange per request would change it every time.
+pub fn kept_after_trim(max_turns: usize) -> usize {
+    max_turns - max_turns / 2
+}
+
 #[derive(Default)]
 struct Inner {
     sessions: HashMap<String, Session>,
@@ -200,17 +227,22 @@ impl SessionStore {
     }
 
     /// Ends the running job of `session_id`; a completed `turn` joins the history unless the
-    /// session was reset since the job started. Returns whether it was committed.
-    pub fn finish(&self, session_id: &str, epoch: u64, turn: Option<Turn>, max_turns: usize) -> bool {
+    /// session was reset since the job started. With it, the `dropped` oldest exchanges the job
+    /// left out (context budget) are forgotten, and a history longer than `max_turns` is trimmed
+    /// to [`kept_after_trim`]. Returns whether it was committed.
+    pub fn finish(&self, session_id: &str, epoch: u64, turn: Option<Turn>, dropped: usize, max_turns: usize) -> bool {
         let mut inner = self.lock();
         let Some(session) = inner.sessions.get_mut(session_id) else { return false };
         session.running = None;
         session.last_used = Some(Instant::now());
         match turn {
             Some(turn) if session.epoch == epoch => {
+                let dropped = dropped.min(session.history.len());
+                session.history.drain(..dropped);
                 session.history.push_back(turn);
-                while session.history.len() > max_turns {
-                    session.history.pop_front();
+                if session.history.len() > max_turns {
+                    let excess = session.history.len() - kept_after_trim(max_turns);
+                    session.history.drain(..excess);
                 }
                 true
             }
@@ -250,7 +282,7 @@ impl SessionStore {
     pub fn cancel(&self, session_id: Option<&str>) -> ResetReport {
         let mut inner = self.lock();
         let mut report = ResetReport::default();
-        let targets = inner.sessions.iter_mut().filter(|(id, _)| session_id.is_none_or(|want| want == id.as_str()));
+        let targets = inner.sessions.iter_mut().filter(|(id, _)| session_id.map_or(true, |want| want == id.as_str()));
         for (_, session) in targets {
             report.sessions += 1;
             report.dropped.extend(session.queue.drain(..));

@@ -8,7 +8,7 @@ fn req(id: u64, session: &str) -> Request {
     Request { id, session_id: session.into(), text: format!("t{id}"), arrived: Instant::now(), attach_image: false }
 }
 fn turn(n: u32) -> Option<Turn> {
-    Some(Turn { user: format!("u{n}"), assistant: format!("a{n}") })
+    Some(Turn::new(format!("u{n}"), format!("a{n}")))
 }
 
 #[test]
@@ -20,10 +20,10 @@ fn one_worker_per_session_in_arrival_order() {
     assert_eq!(store.admit(req(3, "b"), LIMITS, vec![]), Admission::StartWorker);
     let j1 = store.next_job("a", &root).unwrap();
     assert_eq!(j1.request.id, 1);
-    assert!(store.finish("a", j1.epoch, turn(1), 10));
+    assert!(store.finish("a", j1.epoch, turn(1), 0, 10));
     let j2 = store.next_job("a", &root).unwrap();
     assert_eq!((j2.request.id, j2.history.len()), (2, 1));
-    store.finish("a", j2.epoch, None, 10);
+    store.finish("a", j2.epoch, None, 0, 10);
     assert!(store.next_job("a", &root).is_none());
     assert_eq!(store.admit(req(4, "a"), LIMITS, vec![]), Admission::StartWorker, "worker ended with the queue");
 }
@@ -40,18 +40,57 @@ fn queue_limit_rejects_with_a_reason() {
     }
 }
 
+/// Commits `n` exchanges one after another, each dropping the oldest `dropped` first.
+fn commit(store: &SessionStore, session: &str, turns: std::ops::Range<u32>, dropped: usize, max_turns: usize) {
+    let root = CancellationToken::new();
+    for n in turns {
+        store.admit(req(n.into(), session), LIMITS, vec![]);
+        let job = store.next_job(session, &root).unwrap();
+        assert!(store.finish(session, job.epoch, turn(n), dropped, max_turns));
+        assert!(store.next_job(session, &root).is_none());
+    }
+}
+
+fn users(store: &SessionStore, session: &str) -> Vec<String> {
+    store.history(session).into_iter().map(|t| t.user).collect()
+}
+
 #[test]
-fn history_is_bounded_oldest_first() {
+fn history_is_trimmed_in_blocks_to_half_the_limit() {
+    let store = SessionStore::new();
+    let mut lengths = Vec::new();
+    for n in 0..16 {
+        commit(&store, "a", n..n + 1, 0, 10);
+        lengths.push(store.history("a").len());
+    }
+    // grows to the limit, then drops to half of it at once: the prompt's start changes once per block
+    assert_eq!(lengths, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(users(&store, "a"), ["u6", "u7", "u8", "u9", "u10", "u11", "u12", "u13", "u14", "u15"], "the newest kept");
+    commit(&store, "a", 16..17, 0, 10);
+    assert_eq!(users(&store, "a"), ["u12", "u13", "u14", "u15", "u16"]);
+    assert_eq!((kept_after_trim(1), kept_after_trim(3), kept_after_trim(0)), (1, 2, 0), "half, rounded up");
+    let store = SessionStore::new();
+    commit(&store, "one", 0..3, 0, 1);
+    assert_eq!(users(&store, "one"), ["u2"], "a limit of 1 keeps the last exchange");
+    commit(&store, "none", 0..3, 0, 0);
+    assert!(store.history("none").is_empty());
+}
+
+#[test]
+fn exchanges_left_out_by_the_context_budget_are_forgotten_with_the_commit() {
     let store = SessionStore::new();
     let root = CancellationToken::new();
-    for n in 0..5 {
-        store.admit(req(n.into(), "a"), LIMITS, vec![]);
-        let job = store.next_job("a", &root).unwrap();
-        store.finish("a", job.epoch, turn(n), 3);
-        assert!(store.next_job("a", &root).is_none());
-    }
-    let users: Vec<_> = store.history("a").into_iter().map(|t| t.user).collect();
-    assert_eq!(users, ["u2", "u3", "u4"]);
+    commit(&store, "a", 0..6, 0, 20);
+    store.admit(req(6, "a"), LIMITS, vec![]);
+    let job = store.next_job("a", &root).unwrap();
+    assert!(!store.finish("a", job.epoch, None, 4, 20), "a failed request changes nothing");
+    assert_eq!(store.history("a").len(), 6);
+    store.admit(req(7, "a"), LIMITS, vec![]);
+    let job = store.next_job("a", &root).unwrap();
+    assert!(store.finish("a", job.epoch, turn(7), 4, 20));
+    assert_eq!(users(&store, "a"), ["u4", "u5", "u7"]);
+    commit(&store, "b", 0..2, 9, 20);
+    assert_eq!(users(&store, "b"), ["u1"], "dropping more than there is empties the history, no more");
 }
 
 #[test]
@@ -65,7 +104,7 @@ fn reset_cancels_running_drops_queued_and_blocks_late_commit() {
     let report = store.reset(Some("a"));
     assert_eq!((report.sessions, report.cancelled, report.dropped.len()), (1, 1, 1));
     assert!(job.cancel.is_cancelled());
-    assert!(!store.finish("a", job.epoch, turn(1), 10), "a reset session must not get the old turn");
+    assert!(!store.finish("a", job.epoch, turn(1), 0, 10), "a reset session must not get the old turn");
     assert!(store.history("a").is_empty());
     assert_eq!(store.reset(Some("nope")).sessions, 0);
     assert_eq!(store.reset(None).sessions, 2);
@@ -77,7 +116,7 @@ fn lru_idle_session_is_evicted_busy_ones_never() {
     let root = CancellationToken::new();
     store.admit(req(1, "old"), LIMITS, vec![]);
     let j = store.next_job("old", &root).unwrap();
-    store.finish("old", j.epoch, turn(1), 10);
+    store.finish("old", j.epoch, turn(1), 0, 10);
     store.next_job("old", &root);
     store.admit(req(2, "busy"), LIMITS, vec![]);
     assert_eq!(store.admit(req(3, "new"), LIMITS, vec![]), Admission::StartWorker);
@@ -115,7 +154,7 @@ fn cancel_stops_running_and_queued_but_keeps_history() {
     let root = CancellationToken::new();
     store.admit(req(1, "a"), LIMITS, vec![]);
     let j1 = store.next_job("a", &root).unwrap();
-    assert!(store.finish("a", j1.epoch, turn(1), 10));
+    assert!(store.finish("a", j1.epoch, turn(1), 0, 10));
     store.admit(req(2, "a"), LIMITS, vec![]);
     let j2 = store.next_job("a", &root).unwrap();
     store.admit(req(3, "a"), LIMITS, vec![]);
@@ -141,7 +180,7 @@ fn spoken_text_belongs_to_the_running_request_only() {
     assert!(store.record_spoken("a", 7, "Hello. I am a robot."));
     assert_eq!(store.spoken("a", 7), "Hello. I am a robot.");
     assert_eq!(store.spoken("a", 8), "");
-    store.finish("a", job.epoch, None, 10);
+    store.finish("a", job.epoch, None, 0, 10);
     assert_eq!(store.spoken("a", 7), "", "gone once the request ended");
 }
 
@@ -162,7 +201,7 @@ fn withdraw_cancels_the_running_request_or_unqueues_a_waiting_one() {
     assert!(!job.cancel.is_cancelled(), "another request's cancel leaves the running one alone");
     assert!(matches!(store.withdraw("a", 1), Some(Withdrawn::Running)));
     assert!(job.cancel.is_cancelled());
-    store.finish("a", job.epoch, None, 10);
+    store.finish("a", job.epoch, None, 0, 10);
     assert!(store.withdraw("a", 1).is_none(), "a finished request cannot be withdrawn");
     assert!(store.withdraw("b", 3).is_none() && store.withdraw("a", 99).is_none());
     assert_eq!(store.next_job("a", &root).unwrap().request.id, 3, "the rest of the queue keeps its order");

