@@ -33,6 +33,8 @@ ROLES = {"utterance": ("subscription", UTTERANCE), "speech_text": ("subscription
          "response_partial": ("publisher", RESPONSE_CHUNK), "response_final": ("publisher", RESPONSE),
          "response_text": ("publisher", STRING), "reset": ("service", RESET)}
 OUTPUTS = ("response_partial", "response_final", "response_text")
+#: the node's other topics of a role's type, under their default names: never that role
+NOT_A_ROLE = {"response_thinking", "response_sentence_text"}
 
 
 @dataclass
@@ -65,7 +67,10 @@ def parse_remaps(items: list[str]) -> dict[str, str]:
 
 
 def _pick(role: str, candidates: list[str]) -> str | None:
-    """One of ``candidates`` for ``role``: the only one, or the one named like the role."""
+    """One of ``candidates`` for ``role``: the only one once the node's other topics of that type
+    (``NOT_A_ROLE``, by their default names) are set aside, or the one named like the role."""
+    if len(candidates) > 1:
+        candidates = [c for c in candidates if c.rsplit("/", 1)[-1] not in NOT_A_ROLE] or candidates
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
     named = [c for c in candidates if c.rsplit("/", 1)[-1] == role]

@@ -158,7 +158,7 @@ def test_demo_client_prints_every_answer_whole_against_a_fast_server(start_bridg
     topic); the client waits for `chunk_count` pieces, so each `robot>` line is exactly the final
     text, with nothing trailing into the next turn."""
     emu.set_models({"fast": {"reply": LONG_REPLY}})
-    _, ep = start_bridge(model="fast")
+    _, ep = start_bridge(model="fast", max_history_turns=100)
     prompts = [f"question {n}" for n in range(30)]
     done = subprocess.run([sys.executable, str(REPO / "scripts/demo_client.py"), "--namespace", ep.ns,
                            "--timeout", "30", *prompts], capture_output=True, text=True, timeout=300)
@@ -169,5 +169,5 @@ def test_demo_client_prints_every_answer_whole_against_a_fast_server(start_bridg
     turns = re.findall(r"you> (.*)\nrobot> (.*)\n\[first chunk [^\n]*\]\n", done.stdout)
     assert [t[0] for t in turns] == prompts, done.stdout[-3000:]
     assert [t[1] for t in turns] == [f.text for f in finals]
-    # the emulator counts the user turns it was sent: at most max_history_turns (20) + the new one
-    assert [t[1] for t in turns] == [LONG_REPLY.format(last_user=p, turns=min(n, 20) + 1) for n, p in enumerate(prompts)]
+    # the emulator counts the user turns it was sent: every earlier one (max_history_turns 100) + the new one
+    assert [t[1] for t in turns] == [LONG_REPLY.format(last_user=p, turns=n + 1) for n, p in enumerate(prompts)]

@@ -13,9 +13,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from camera import Camera, image_size, look, png_bytes, raw
 from harness import wait_until
 from helpers import SYSTEM, assistant, finished_bodies, history_pairs, user
-from ollama_server.testing import EmulatorError
 
-EYEBOT = {"eyebot": {"capabilities": ["completion", "vision"], "reply": "I see something."}}
+EYEBOT = {"eyebot": {"capabilities": ["completion", "vision"], "reply": "I see something.", "vision_reply": "I see something."}}
 
 
 @pytest.fixture
@@ -118,10 +117,7 @@ def test_attach_always_gives_speech_text_the_frame(start_bridge, emu, camera):
 
 def test_the_emulator_sees_the_decoded_size(start_bridge, emu, camera):
     seer = {"seer": {"capabilities": ["completion", "vision"], "vision_reply": "I see an image of {images}."}}
-    try:
-        emu.set_models(seer)
-    except EmulatorError as e:
-        pytest.skip(f"awaits the emulator's vision replies (vision_reply): {e}")
+    emu.set_models(seer)
     _, ep = start_bridge(model="seer", image_topic="camera/image_raw")
     cam = camera(ep, "camera/image_raw", Image)
     cam.frame = raw("bgr8", 1280, 720, 3)

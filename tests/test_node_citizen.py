@@ -90,7 +90,7 @@ def test_logs_reach_rosout_and_a_failed_request_is_logged_as_a_warning(ros, star
         assert ready.level == Log.INFO and ready.stamp.sec > 0 and ready.file.endswith(".rs")
         failed = ask(ep, "hello?")
         assert failed.done_reason == "error"
-        wait_until(lambda: any(f"request {failed.request_id} " in m.msg for m in mine()), 20,
+        wait_until(lambda: any(f"request {failed.request_id} " in m.msg and "error" in m.msg for m in mine()), 20,
                    "the failed request's log line", rec.cond)
         line = next(m for m in mine() if f"request {failed.request_id} " in m.msg and "error" in m.msg)
         assert line.level >= Log.WARN, (line.level, line.msg)

@@ -23,7 +23,7 @@ def stop_daemon():
     yield
     subprocess.run(["ros2", "daemon", "stop"], capture_output=True)
 
-LLAVA = {"llava": {"capabilities": ["completion", "vision"], "reply": "I see a grey wall."}}
+LLAVA = {"llava": {"capabilities": ["completion", "vision"], "reply": "I see a grey wall.", "vision_reply": "I see a grey wall."}}
 
 
 def tool_model(calls):

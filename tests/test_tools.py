@@ -12,7 +12,6 @@ import pytest
 from harness import DEEP, Recorder, wait_until
 from helpers import SYSTEM, assistant, finished_bodies, user
 from ollama_bridge_msgs.msg import ToolCall
-from ollama_server.testing import EmulatorError
 from tool_servers import TOOLS_YAML, ToolServers
 
 def toolbot(calls, reply="Done: {last_tool}", capabilities=("completion", "tools")):
@@ -91,10 +90,7 @@ def test_two_service_rounds(robot, emu):
     two_rounds = {"toolbot": {"capabilities": ["completion", "tools"], "tool_reply": "Now: {tool_results}",
                               "tool_rounds": [[{"name": "set_led", "arguments": {"data": True}}],
                                               [{"name": "set_led", "arguments": {"data": False}}]]}}
-    try:
-        emu.set_models(two_rounds)
-    except EmulatorError as e:
-        pytest.skip(f"awaits the emulator's multi-round tool scripts (tool_rounds): {e}")
+    emu.set_models(two_rounds)
     _, ep, servers, records = robot(two_rounds)
     final = ask(ep, "blink once")
     assert final.error == "", final
