@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 import threading
 
 import pytest
@@ -22,8 +23,14 @@ pytestmark = pytest.mark.skipif(__import__("shutil").which("ros2") is None,
 
 
 def param_set(node: str, name: str, value: str) -> subprocess.CompletedProcess:
-    """`ros2 param set` (it exits 0 also when the node refuses; the outcome is in its output)."""
-    return subprocess.run(shlex.split(f"ros2 param set {node} {name} {value}"), capture_output=True, text=True, timeout=60)
+    """`ros2 param set` (it exits 0 also when the node refuses; the outcome is in its output).
+    "Node not found" is retried like in `ros2()`: the daemon's graph may lag the node (a busy machine)."""
+    deadline = time.monotonic() + 30
+    while True:
+        done = subprocess.run(shlex.split(f"ros2 param set {node} {name} {value}"), capture_output=True, text=True,
+                              timeout=60)
+        if "Node not found" not in done.stderr or time.monotonic() > deadline:
+            return done
 
 
 @pytest.fixture
