@@ -7,7 +7,7 @@
 //! The id is reserved before the input is submitted ([`crate::bridge::Bridge::reserve_request_id`]),
 //! so not even an input refused at once can answer before its route exists.
 
-use crate::outputs::{FinalResponse, Outputs, Partial, SentenceOut, SessionState};
+use crate::outputs::{pass_on_speech_outputs, FinalResponse, Outputs, Partial};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,21 +96,13 @@ impl Outputs for GoalRouter {
             let _ = route.send(GoalEvent::Finished(response.clone()));
         }
     }
-    fn thinking(&self, piece: &Partial<'_>) {
-        self.inner.thinking(piece);
-    }
-    fn sentence(&self, sentence: &SentenceOut<'_>) {
-        self.inner.sentence(sentence);
-    }
-    fn state(&self, session_id: &str, request_id: u64, state: SessionState) {
-        self.inner.state(session_id, request_id, state);
-    }
+    pass_on_speech_outputs!();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outputs::{Counters, Ending};
+    use crate::outputs::{Counters, Ending, SentenceOut, SessionState};
 
     /// Counts what reaches the wrapped publishers.
     #[derive(Default)]

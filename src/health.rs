@@ -10,7 +10,7 @@
 use crate::bridge::{Activity, Bridge};
 use crate::config::{Config, ConfigHandle};
 use crate::ollama::{Client, OllamaError};
-use crate::outputs::{Ending, FinalResponse, Outputs, Partial, SentenceOut, SessionState};
+use crate::outputs::{pass_on_speech_outputs, Ending, FinalResponse, Outputs, Partial};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,15 +116,7 @@ impl Outputs for Counting {
         self.stats.record(response);
         self.inner.finished(response);
     }
-    fn thinking(&self, piece: &Partial<'_>) {
-        self.inner.thinking(piece);
-    }
-    fn sentence(&self, sentence: &SentenceOut<'_>) {
-        self.inner.sentence(sentence);
-    }
-    fn state(&self, session_id: &str, request_id: u64, state: SessionState) {
-        self.inner.state(session_id, request_id, state);
-    }
+    pass_on_speech_outputs!();
 }
 
 /// What one probe found, for the URL and model it asked about.

@@ -125,3 +125,20 @@ pub trait Outputs: Send + Sync + 'static {
     /// Publishes a session's new state.
     fn state(&self, session_id: &str, request_id: u64, state: SessionState);
 }
+
+/// The [`Outputs`] methods a wrapping layer (goal routing, counters) passes on to its `inner`
+/// unchanged: reasoning, sentences and session states. Use inside `impl Outputs for Layer`.
+macro_rules! pass_on_speech_outputs {
+    () => {
+        fn thinking(&self, piece: &$crate::outputs::Partial<'_>) {
+            self.inner.thinking(piece);
+        }
+        fn sentence(&self, sentence: &$crate::outputs::SentenceOut<'_>) {
+            self.inner.sentence(sentence);
+        }
+        fn state(&self, session_id: &str, request_id: u64, state: $crate::outputs::SessionState) {
+            self.inner.state(session_id, request_id, state);
+        }
+    };
+}
+pub(crate) use pass_on_speech_outputs;
