@@ -9,7 +9,7 @@ A request without the right `Authorization: Basic base64(user:password)` gets ng
 body, `WWW-Authenticate: Basic realm=...`); the others are forwarded to `upstream` and the answer
 streamed back line by line in chunked encoding (nginx with `proxy_buffering off`, as Ollama
 setups configure it), so an NDJSON stream keeps its pacing. An upstream that cannot be reached
-gives nginx's 502. `rewrite` maps bytes of the upstream's answer to other bytes, line by line
+gives nginx's 502. With `user` None every request passes (a plain proxy). `rewrite` maps bytes of the upstream's answer to other bytes, line by line
 (e.g. to send text that is not UTF-8, as some Ollama-compatible servers do). `stop()` closes the
 listening socket and every open connection, so a client's pooled connections die too."""
 from __future__ import annotations
@@ -37,10 +37,11 @@ def basic(user: str, password: str) -> str:
 
 
 class BasicAuthProxy:
-    def __init__(self, upstream: str, user: str, password: str, rewrite: dict[bytes, bytes] | None = None):
+    def __init__(self, upstream: str, user: str | None, password: str | None,
+                 rewrite: dict[bytes, bytes] | None = None):
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname, parts.port)
-        self.expected = basic(user, password)
+        self.expected = None if user is None else basic(user, password or "")
         self.rewrite = dict(rewrite or {})
         self.authorizations: list[str | None] = []
         self._connections: set[socket.socket] = set()
@@ -102,7 +103,7 @@ class BasicAuthProxy:
                 given = self.headers.get("Authorization")
                 with proxy._lock:
                     proxy.authorizations.append(given)
-                if given != proxy.expected:
+                if proxy.expected is not None and given != proxy.expected:
                     return self._reply(401, NGINX_401, [("WWW-Authenticate", 'Basic realm="ollama"')])
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
