@@ -3,6 +3,8 @@
 //! Three sources: [`Stats`] counts every final response (fed by the [`Counting`] outputs
 //! wrapper); a probe asks the server every [`PROBE_INTERVAL`] (`/api/version`, `/api/tags`,
 //! `/api/ps`), busy or idle; [`crate::bridge::Bridge::activity`] says what runs and waits.
+//! [`news`] says at WARN/INFO what changed between probes (the first runs at start: a server
+//! that is not there, or a model that is not on it, is logged at once with the models it has).
 //! [`Health::report`] turns them into one status: ERROR when the server cannot be reached, WARN
 //! when the model is not on it, every request slot is taken with inputs waiting, or requests
 //! failed on the server in the last [`RECENT_ERRORS_WINDOW`]; OK otherwise.
@@ -137,6 +139,9 @@ pub struct ServerFacts {
     pub model_present: bool,
     /// The model is in `/api/ps`.
     pub model_loaded: bool,
+    /// Every model the server has (`/api/tags` names, e.g. `llama3.2:latest`), for the warning
+    /// that names them when the configured model is missing.
+    pub models: Vec<String>,
 }
 
 /// Asks the server for its version, models and loaded models.
@@ -145,10 +150,12 @@ pub async fn probe(client: Result<Client, OllamaError>, model: &str) -> Result<S
     let asked = async {
         let version = client.version().await?;
         let (tags, loaded) = tokio::join!(client.tags(), client.ps());
+        let models = tags?;
         Ok::<_, OllamaError>(ServerFacts {
             version,
-            model_present: tags?.iter().any(|m| same_model(m, model)),
+            model_present: models.iter().any(|m| same_model(m, model)),
             model_loaded: loaded?.iter().any(|m| same_model(&m.name, model)),
+            models,
         })
     };
     match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
@@ -196,7 +203,8 @@ impl Health {
         Health { bridge, config, stats, last_probe: Arc::new(Mutex::new(None)) }
     }
 
-    /// Probes every [`PROBE_INTERVAL`] (the first at once), forever; logs reachability changes.
+    /// Probes every [`PROBE_INTERVAL`] (the first at once, so the node's start is checked),
+    /// forever; logs what changed ([`news`]).
     pub async fn run_probes(self) {
         let mut tick = tokio::time::interval(PROBE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -204,16 +212,12 @@ impl Health {
             tick.tick().await;
             let config = self.config.get();
             let outcome = probe(self.bridge.client(), &config.model).await;
-            let was = self.last_probe.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|p| p.outcome.is_ok());
-            match (&outcome, was) {
-                (Err(why), Some(true) | None) => {
-                    log::warn!("health: the Ollama server is unreachable: {}", scrub_password(why, &config.ollama_url))
-                }
-                (Ok(facts), Some(false)) => log::info!("health: the Ollama server answers again (version {})", facts.version),
-                _ => {}
-            }
             let probe = Probe { url: config.ollama_url.clone(), model: config.model.clone(), outcome };
-            *self.last_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+            let mut last = self.last_probe.lock().unwrap_or_else(|e| e.into_inner());
+            for (level, line) in news(last.as_ref(), &probe) {
+                log::log!(level, "{line}");
+            }
+            *last = Some(probe);
         }
     }
 
@@ -222,6 +226,47 @@ impl Health {
         let probe = self.last_probe.lock().unwrap_or_else(|e| e.into_inner()).clone();
         assess(&self.config.get(), probe.as_ref(), self.bridge.activity(), &self.stats, Instant::now())
     }
+}
+
+/// Most models named in the missing-model warning.
+const MODELS_LISTED: usize = 20;
+
+/// What an operator must hear when it changed since the `previous` probe (none at start): the
+/// server unreachable (WARN, with the reason and URL) or answering again (INFO); the configured
+/// model not on the server (WARN, with the models it has) or there again (INFO). Each is said
+/// once per change, never per probe. The node keeps running either way: every request asks the
+/// server anew, so it answers as soon as the server or the model is there.
+pub fn news(previous: Option<&Probe>, now: &Probe) -> Vec<(log::Level, String)> {
+    let mut out = Vec::new();
+    match (&now.outcome, previous.map(|p| p.outcome.is_ok())) {
+        (Err(why), Some(true) | None) => out.push((log::Level::Warn, format!(
+            "health: the Ollama server is unreachable: {}; the node keeps running and checks again every {}s",
+            scrub_password(why, &now.url), PROBE_INTERVAL.as_secs()))),
+        (Ok(facts), Some(false)) => out.push((log::Level::Info,
+            format!("health: the Ollama server answers again (version {})", facts.version))),
+        _ => {}
+    }
+    let Ok(facts) = &now.outcome else { return out };
+    // what the previous probe knew of the same model on the same server
+    let was_present = previous.filter(|p| p.url == now.url && p.model == now.model)
+        .and_then(|p| p.outcome.as_ref().ok()).map(|f| f.model_present);
+    let (model, url) = (&now.model, redacted_url(&now.url));
+    match (facts.model_present, was_present) {
+        (false, Some(true) | None) => {
+            let mut listed = facts.models.iter().take(MODELS_LISTED).cloned().collect::<Vec<_>>().join(", ");
+            if facts.models.len() > MODELS_LISTED {
+                listed += &format!(" and {} more", facts.models.len() - MODELS_LISTED);
+            }
+            let has = if listed.is_empty() { "it has no models".to_string() } else { format!("it has: {listed}") };
+            out.push((log::Level::Warn, format!(
+                "health: model '{model}' is not on the Ollama server at {url} ({has}); requests fail until it is \
+                 pulled (`ollama pull {model}`, or the pull_model action) or another model is chosen (set_model); \
+                 the node keeps running")));
+        }
+        (true, Some(false)) => out.push((log::Level::Info, format!("health: model '{model}' is on the Ollama server now ({url})"))),
+        _ => {}
+    }
+    out
 }
 
 /// The status from what is known at `now`.

@@ -11,7 +11,8 @@ fn config() -> Config {
 }
 
 fn reachable(model_present: bool, model_loaded: bool) -> Probe {
-    let facts = ServerFacts { version: "0.12.3".into(), model_present, model_loaded };
+    let models = ["qwen3:0.6b"].into_iter().chain(model_present.then_some("llama3.2:latest")).map(String::from).collect();
+    let facts = ServerFacts { version: "0.12.3".into(), model_present, model_loaded, models };
     Probe { url: "http://gpu:11434".into(), model: "llama3.2".into(), outcome: Ok(facts) }
 }
 
@@ -145,4 +146,55 @@ fn a_password_in_the_url_never_reaches_the_report() {
     let everything = format!("{report:?}");
     assert!(!everything.contains("s3cret"), "{everything}");
     assert_eq!(report.hardware_id, "http://bob:***@gpu:11434");
+}
+
+#[test]
+fn news_says_each_change_once_with_the_models_the_server_has() {
+    let said = |previous: Option<&Probe>, now: &Probe| -> Vec<(log::Level, String)> { news(previous, now) };
+    let (present, missing) = (reachable(true, false), reachable(false, false));
+    let mut down = reachable(true, false);
+    down.outcome = Err("cannot connect to Ollama at http://gpu:11434 (Connection refused)".into());
+    // at start: a missing model is named with the server's models; a present one says nothing
+    let start = said(None, &missing);
+    assert_eq!(start.len(), 1, "{start:?}");
+    assert_eq!(start[0].0, log::Level::Warn);
+    assert!(start[0].1.contains("model 'llama3.2' is not on the Ollama server at http://gpu:11434 (it has: qwen3:0.6b)"),
+        "{}", start[0].1);
+    assert!(said(None, &present).is_empty());
+    // once per change, not per probe
+    assert!(said(Some(&missing), &missing).is_empty() && said(Some(&present), &present).is_empty());
+    let back = said(Some(&missing), &present);
+    assert_eq!(back, [(log::Level::Info, "health: model 'llama3.2' is on the Ollama server now (http://gpu:11434)".to_string())]);
+    assert_eq!(said(Some(&present), &missing)[0].0, log::Level::Warn, "a model deleted from the server");
+    // unreachable, then up without the model: both said; up with it: only that it answers
+    let unreachable = said(None, &down);
+    assert!(unreachable.len() == 1 && unreachable[0].1.contains("unreachable") && unreachable[0].1.contains("keeps running"));
+    assert!(said(Some(&down), &down).is_empty());
+    let up = said(Some(&down), &missing);
+    assert_eq!(up.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [log::Level::Info, log::Level::Warn], "{up:?}");
+    assert_eq!(said(Some(&down), &present).len(), 1);
+    // another model or server is news again; a server without models says so
+    let mut other = missing.clone();
+    other.model = "qwen3".into();
+    assert_eq!(said(Some(&missing), &other).len(), 1);
+    let mut empty = missing.clone();
+    if let Ok(facts) = &mut empty.outcome {
+        facts.models.clear();
+    }
+    assert!(said(None, &empty)[0].1.contains("(it has no models)"));
+}
+
+#[test]
+fn news_lists_at_most_twenty_models_and_never_a_password() {
+    let mut probe = reachable(false, false);
+    probe.url = "http://bob:s3cret@gpu:11434".into();
+    if let Ok(facts) = &mut probe.outcome {
+        facts.models = (0..25).map(|i| format!("m{i}:latest")).collect();
+    }
+    let line = &news(None, &probe)[0].1;
+    assert!(line.contains("m19:latest and 5 more") && !line.contains("m20:"), "{line}");
+    assert!(line.contains("http://bob:***@gpu:11434") && !line.contains("s3cret"), "{line}");
+    let mut down = probe.clone();
+    down.outcome = Err("cannot connect to Ollama at http://bob:s3cret@gpu:11434".into());
+    assert!(!news(None, &down)[0].1.contains("s3cret"));
 }

@@ -2,12 +2,13 @@
 files, process numbers."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
 from pathlib import Path
 
-from harness import wait_until
+from harness import NodeProcess, fresh_namespace, wait_until
 
 SYSTEM_TEXT = "You are a test robot."
 SYSTEM = {"role": "system", "content": SYSTEM_TEXT}
@@ -123,3 +124,24 @@ def finished_bodies(emu, n: int) -> list[dict]:
     """The bodies of the emulator's logged chat requests, once at least `n` have finished (a
     request is logged when its response ends, which can be just after the node's final)."""
     return [r["body"] for r in emu.wait_for_requests(n)]
+
+
+@contextlib.contextmanager
+def running_bridge(ros, logs_dir, extra_args=None, **params):
+    """The real node for more than one test (`start_bridge` is per test), as a context manager for a
+    module-scoped fixture: started in a fresh namespace with `params`, yields (NodeProcess,
+    BridgeEndpoints) once ready; then SIGINT, which it must survive with exit code 0, no panic."""
+    node = NodeProcess(fresh_namespace(), params, logs_dir, extra_args=extra_args)
+    ep = ros.endpoints(node.namespace)
+    try:
+        try:
+            ep.wait_ready()
+        except AssertionError:
+            raise AssertionError(f"node not ready:\n{node.log()[-3000:]}")
+        yield node, ep
+    finally:
+        was_alive = node.alive()
+        code = node.stop()
+        ep.destroy()
+        assert "panicked" not in node.log(), f"node panicked:\n{node.log()[-4000:]}"
+        assert not was_alive or code == 0, f"node exited with {code} on SIGINT:\n{node.log()[-3000:]}"
