@@ -97,7 +97,7 @@ async fn api_key_is_sent_as_bearer_and_never_shown() {
         !err.to_string().contains(key) && !format!("{err:?}").contains(key),
         "{err}"
     );
-    assert!(err.to_string().contains("check the API key"), "{err}");
+    assert!(err.to_string().contains("check the credentials for this server"), "{err}");
 }
 
 #[tokio::test]

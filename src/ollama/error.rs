@@ -176,7 +176,7 @@ impl OllamaError {
             _ if self.is_model_not_found() => {
                 " - pull the model with `ollama pull <model>` or fix the model name"
             }
-            401 | 403 => " - check the API key (OLLAMA_API_KEY) for this server",
+            401 | 403 => " - check the credentials for this server: user and password in ollama_url, or the API key (OLLAMA_API_KEY)",
             404 => " - is ollama_url/OLLAMA_HOST pointing at Ollama itself, without an extra path?",
             429 | 503 => {
                 " - Ollama is busy; retry later or raise OLLAMA_NUM_PARALLEL/OLLAMA_MAX_QUEUE"
