@@ -217,6 +217,11 @@ impl Config {
         if attach_image == AttachImage::Always && p.image_topic.trim().is_empty() && p.compressed_image_topic.trim().is_empty() {
             return Err(invalid("attach_image", "'always' needs image_topic or compressed_image_topic"));
         }
+        let sentences = crate::speech::sentences::SentenceConfig {
+            min_sentence_chars: usize::try_from(p.min_sentence_chars).unwrap_or(usize::MAX),
+            max_sentence_chars: usize::try_from(p.max_sentence_chars).unwrap_or(0),
+        };
+        sentences.validate().map_err(|e| invalid("min_sentence_chars", e))?;
         // ranges were checked against the table above
         let in_range = |name, value: i64| u32::try_from(value).map_err(|_| invalid(name, "out of range"));
         Ok(Config {
@@ -421,5 +426,16 @@ mod tests {
         let mut p = Params::with_defaults();
         (p.attach_image, p.compressed_image_topic) = ("always".into(), "/cam/compressed".into());
         assert_eq!(Config::from_params(&p).unwrap().attach_image, AttachImage::Always);
+    }
+
+    #[test]
+    fn min_sentence_chars_must_stay_below_max_sentence_chars() {
+        let mut p = Params::with_defaults();
+        (p.min_sentence_chars, p.max_sentence_chars) = (40, 40);
+        let e = Config::from_params(&p).unwrap_err();
+        assert_eq!(e.name, "min_sentence_chars");
+        assert!(e.message.contains("must be smaller than max_sentence_chars"), "{}", e.message);
+        p.min_sentence_chars = 39;
+        assert_eq!(Config::from_params(&p).unwrap().min_sentence_chars, 39);
     }
 }
