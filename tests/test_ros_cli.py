@@ -71,6 +71,8 @@ def test_service_call_set_model_and_reset(root_bridge):
     assert "success=False" in out and "not found" in out
     out = ros2("ros2 service call reset ollama_bridge_msgs/srv/Reset \"{session_id: ''}\"")
     assert "success=True" in out
+    out = ros2("ros2 service call cancel ollama_bridge_msgs/srv/Cancel \"{session_id: ''}\"")
+    assert "success=True" in out and "history kept" in out
 
 
 def test_param_set_and_get(root_bridge, emu):
