@@ -5,7 +5,8 @@
 //! the model itself, at start and after every change of `model` or `ollama_url` (the `set_model`
 //! service and `ros2 param set` both end in a parameter change): a chat request with no messages
 //! ([`Client::load`]; Ollama's `docs/api.md`, "Load a model", answers `done_reason: "load"`),
-//! with the `keep_alive` parameter, so the model then stays as long as after an answer.
+//! with the `keep_alive` parameter, so the model then stays as long as after an answer. Alongside,
+//! the node looks up what its first request would (the model's context window, `/api/show`).
 //!
 //! The load runs in the background: inputs are taken and queued as usual meanwhile (a request
 //! that reaches Ollama during the load waits for it there, as it would without warm-up, but
@@ -20,6 +21,7 @@
 
 use crate::config::Config;
 use crate::ollama::{Client, OllamaError};
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -62,9 +64,13 @@ impl WarmUp {
         WarmUp { current: Mutex::new(stopping.child_token()), stopping }
     }
 
-    /// Loads `config.model` in the background when `config.warm_up` is on; returns at once.
+    /// Loads `config.model` in the background when `config.warm_up` is on, and runs `also` (e.g.
+    /// the context-window lookup the first request would make) alongside; returns at once.
     /// Needs a tokio runtime (it spawns a task). Failures are logged at WARN.
-    pub fn start(&self, client: Result<Client, OllamaError>, config: &Config, reason: Reason) {
+    pub fn start<F>(&self, client: Result<Client, OllamaError>, config: &Config, reason: Reason, also: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         if !config.warm_up || self.stopping.is_cancelled() {
             return;
         }
@@ -82,14 +88,17 @@ impl WarmUp {
             };
             let started = Instant::now();
             log::info!("warm_up {}: loading model '{model}' on {url}", reason.as_str());
-            tokio::select! {
-                _ = cancel.cancelled() => log::debug!("warm_up of model '{model}' cancelled (a newer one, or shutdown)"),
-                loaded = client.load(&model, keep_alive) => match loaded {
+            let load = async {
+                match client.load(&model, keep_alive).await {
                     Ok(answer) => log::info!("warm_up: model '{model}' is loaded ({} after {} ms)",
                         answer.done_reason.as_deref().unwrap_or("no done_reason"), started.elapsed().as_millis()),
                     Err(e) => log::warn!("warm_up: could not load model '{model}' on {url}: {e} \
                         (the first answer will wait for the load)"),
-                },
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => log::debug!("warm_up of model '{model}' cancelled (a newer one, or shutdown)"),
+                _ = async { tokio::join!(load, also) } => {}
             }
         });
     }

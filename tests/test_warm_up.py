@@ -49,9 +49,12 @@ def test_the_first_answer_does_not_wait_for_the_load_with_warm_up(start_bridge, 
         return
     (load,) = wait_loaded(emu, "llama3.2")
     assert load["body"]["messages"] == [] and "keep_alive" not in load["body"], load["body"]
+    # what the first request would look up (the context window, /api/show) is known too
+    emu.wait_for(lambda e: len(e.requests("/api/show")) == 1, 10, what="the context-window lookup")
     first = ask(ep, "hi")
     assert (first.done_reason, first.load_duration_ns) == ("stop", 0), first
     assert first.time_to_first_chunk_s < 0.5 * LOAD_MS / 1e3
+    assert [r["body"]["model"] for r in emu.requests("/api/show")] == ["llama3.2"], "not looked up again"
 
 
 def test_the_node_takes_inputs_while_the_model_loads(start_bridge, emu):

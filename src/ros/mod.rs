@@ -104,11 +104,15 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     let store = Arc::new(ParamStore::new(values, config.clone(), node.fully_qualified_name()?, model_check, events));
     // warm_up: the model is loaded now and after every change of model or server, in the background
     let warm_up = Arc::new(WarmUp::new());
-    warm_up.start(bridge.client(), &config.get(), Reason::Start);
+    let lookup = |b: &Bridge| {
+        let b = b.clone();
+        async move { b.look_up_context_window().await }
+    };
+    warm_up.start(bridge.client(), &config.get(), Reason::Start, lookup(&bridge));
     let (warmer, warm_bridge) = (warm_up.clone(), bridge.clone());
     store.on_change(Box::new(move |before: &Config, now: &Config| {
         if before.model != now.model || before.ollama_url != now.ollama_url {
-            warmer.start(warm_bridge.client(), now, Reason::ModelChange);
+            warmer.start(warm_bridge.client(), now, Reason::ModelChange, lookup(&warm_bridge));
         }
     }));
 
