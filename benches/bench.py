@@ -9,7 +9,8 @@ Phases: ``startup`` (process start → every topic and service discoverable), ``
 first ``response_partial``, minus the direct client's send → first chunk on the same emulator
 settings and pacing), ``throughput`` (1/10/100 sessions streaming: chunks/s, lost, CPU, RSS),
 ``memory`` (RSS idle and after 1,000 sessions × 20 exchanges), ``long`` (a long conversation on a real
-model: time to first partial and prompt tokens evaluated per turn, see ``long_conversation.py``). Writes ``bench/report.md``,
+model: time to first partial and prompt tokens evaluated per turn, see ``long_conversation.py``),
+``sentence`` and ``warmup`` (time to first sentence; the first answer after start, see ``speaking.py``). Writes ``bench/report.md``,
 ``bench/latency.png``, ``bench/results.json`` and the processes' logs in ``bench/logs/``.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ import rclpy  # noqa: E402
 
 import bench_report  # noqa: E402
 import long_conversation  # noqa: E402
+import speaking  # noqa: E402
 from bench_support import Probe, Proc, ReadyProbe, cpu_seconds, loadavg, rss_kb, run_json, summary  # noqa: E402
 from harness import param_args  # noqa: E402  (the tests' way of passing node parameters)
 from ollama_server.scripted import pieces  # noqa: E402
@@ -59,7 +61,7 @@ def options() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="small counts, every phase (a quick check)")
     ap.add_argument("--report-only", action="store_true", help="rewrite report.md and latency.png from results.json")
-    ap.add_argument("--only", default="startup,latency,throughput,memory,long", help="phases to run, comma-separated")
+    ap.add_argument("--only", default="startup,latency,throughput,memory,long,sentence,warmup", help="phases to run")
     ap.add_argument("--out", default=str(REPO / "bench"), help="report folder (default bench/)")
     ap.add_argument("--node", default=None, help="node binary (default: target/release/ollama_bridge)")
     ap.add_argument("--node-args", default="", help="extra --ros-args for the node, e.g. '--log-level warn'")
@@ -84,9 +86,12 @@ def options() -> argparse.Namespace:
     ap.add_argument("--long-today-runs", type=int, default=1, help="long conversations with the old trimming")
     ap.add_argument("--long-threads", type=int, default=1, help="llama.cpp threads of the long conversations")
     ap.add_argument("--long-limit", type=int, default=10, help="max_history_turns of the long conversations")
+    ap.add_argument("--sentence-requests", type=int, help="requests of the sentence phase (default 200; smoke 30)")
+    ap.add_argument("--warmup-runs", type=int, help="node starts per setting in the warmup phase (default 3; smoke 1)")
     a = ap.parse_args()
     defaults = dict(requests=(30, 400), rounds=(2, 8), seconds=(1.0, 5.0), mem_sessions=(100, 1000),
-                    mem_exchanges=(5, 20), startup_runs=(2, 5), long_turns=(12, 40), long_runs=(1, 3))
+                    mem_exchanges=(5, 20), startup_runs=(2, 5), long_turns=(12, 40), long_runs=(1, 3),
+                    sentence_requests=(30, 200), warmup_runs=(1, 3))
     for key, (smoke, full) in defaults.items():
         if getattr(a, key) is None:
             setattr(a, key, smoke if a.smoke else full)
@@ -351,7 +356,8 @@ def main() -> int:
         out = Path(a.out)
         print(f"[bench] {bench_report.write(json.loads((out / 'results.json').read_text()), out)}")
         return 0
-    examples = [a.examples / e for e in ("echo_node", "direct_stream", "chunk_probe")] if set(a.only) - {"long"} else []
+    examples = [a.examples / e for e in ("echo_node", "direct_stream", "chunk_probe")] \
+        if set(a.only) - {"long", "sentence", "warmup"} else []
     for binary in [a.node, *examples]:
         if not binary.exists():
             print(f"[bench] missing {binary}: run scripts/bench (it builds them)", file=sys.stderr)
@@ -374,9 +380,10 @@ def main() -> int:
             meta["emulator_pid"] = emu.proc.pid
             bench = Bench(a, emu)
             bench.results["meta"] = meta
-            for phase in ("startup", "latency", "throughput", "memory", "long"):
+            modules = {"long": long_conversation.run, "sentence": speaking.sentence, "warmup": speaking.warmup}
+            for phase in ("startup", "latency", "throughput", "memory", "long", "sentence", "warmup"):
                 if phase in a.only:
-                    long_conversation.run(bench) if phase == "long" else getattr(bench, phase)()
+                    modules[phase](bench) if phase in modules else getattr(bench, phase)()
                     emu.clear_requests()
     finally:
         rclpy.try_shutdown()

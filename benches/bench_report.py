@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from long_conversation import section as long_section, target_rows as long_rows
+from speaking import section as speaking_section, target_rows as speaking_rows
 from ollama_bridge_eval.chart import BLACK, GRID, Canvas, nice_step, text_width
 
 MB = 1024.0   # kB per MB (MiB, as /proc reports kB = KiB)
@@ -96,6 +97,7 @@ def write(results: dict, out: Path) -> Path:
     long = results.get("long_conversation")
     if long:
         rows += long_rows(long)
+    rows += speaking_rows(results)
     L += ["## Targets", "", "| target | measured | goal | verdict | by how much |", "| --- | --- | --- | --- | --- |"]
     L += [f"| {t} | {m} | {g} | {verdict(ok)} | {d} |" for t, m, g, ok, d in rows]
     L += [""]
@@ -115,6 +117,7 @@ def write(results: dict, out: Path) -> Path:
               f"The minimal r2r echo node (topics only): p50 {st['echo']['p50']:.3f} s, max {st['echo']['max']:.3f} s.", ""]
     if long:
         L += long_section(long)
+    L += speaking_section(results)
     L += method_section(meta)
     out.mkdir(parents=True, exist_ok=True)
     if lat:

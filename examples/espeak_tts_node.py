@@ -3,10 +3,11 @@
 It speaks every sentence the bridge publishes on `response_sentence` (in order, one at a time) and,
 after each sentence, publishes on `spoken` everything it has said of that request so far. When the
 bridge cancels a request (barge-in, the `cancel` service, a reset) its unspoken sentences are
-dropped and the sentence being spoken is cut off, so the history keeps only what was said.
+dropped and the sentence being spoken is cut off (its WAV file, if any, deleted), so the history
+keeps only what was said.
 
     python examples/espeak_tts_node.py --ros-args -r __ns:=/robot1          # speak aloud
-    python examples/espeak_tts_node.py --wav-dir /tmp/tts -- --ros-args -r __ns:=/robot1   # no audio device
+    python examples/espeak_tts_node.py --wav-dir /tmp/tts --ros-args -r __ns:=/robot1      # no audio device
 
 Topics (relative, so namespaces and remaps apply):
   in   response_sentence  ollama_bridge_msgs/msg/Sentence
@@ -70,8 +71,9 @@ class EspeakTts(Node):
                 if sentence.request_id in self.cancelled:
                     continue
                 cmd = ["espeak-ng", "-v", self.voice, "-s", str(self.speed)]
-                if self.wav_dir is not None:
-                    cmd += ["-w", str(self.wav_dir / f"{sentence.request_id}_{sentence.index}.wav")]
+                wav = None if self.wav_dir is None else self.wav_dir / f"{sentence.request_id}_{sentence.index}.wav"
+                if wav is not None:
+                    cmd += ["-w", str(wav)]
                 self.current = subprocess.Popen(cmd + ["--", sentence.text], stdout=subprocess.DEVNULL,
                                                 stderr=subprocess.PIPE)
                 self.current_request = sentence.request_id
@@ -80,6 +82,8 @@ class EspeakTts(Node):
             with self.lock:
                 self.current = None
                 if sentence.request_id in self.cancelled:
+                    if wav is not None:      # cut off: the folder keeps only what was said
+                        wav.unlink(missing_ok=True)
                     continue
             if proc.returncode != 0:
                 self.get_logger().error(f"espeak-ng failed ({proc.returncode}): {err.decode(errors='replace').strip()}")
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         args.wav_dir.mkdir(parents=True, exist_ok=True)
     rclpy.init(args=argv)
     node = EspeakTts(args.wav_dir, args.voice, args.speed)
+    where = f"writing WAV files to {args.wav_dir}" if args.wav_dir is not None else "speaking aloud"
+    node.get_logger().info(f"espeak-ng TTS ready ({where}, voice {args.voice}, {args.speed} words/min)")
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):

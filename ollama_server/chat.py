@@ -31,12 +31,15 @@ class Exchange:
         self.t_loaded = self.t_first = None
         self.load_ns = 0
         self.gen = None
+        self.sent_ns = None                   # with the script's log_send_times: CLOCK_MONOTONIC per line
 
     def outcome(self, result: str, status: int | None = None, **extra) -> None:
         """Record how the request ended (visible in the request log)."""
         self.entry["status"] = status if status is not None else self.entry.get("status")
         out = {"result": result, "chunks": self.sent,
                "duration_ms": (time.perf_counter_ns() - self.req.t0) / 1e6, **extra}
+        if self.sent_ns is not None:
+            out["sent_ns"] = self.sent_ns
         if self.gen is not None and hasattr(self.gen, "planned"):
             out.update(generated=self.gen.produced, planned=self.gen.planned)
             if self.gen.images:
@@ -136,6 +139,8 @@ async def _run(ex: Exchange, body: dict, model, name: str, plan, keep_alive, thi
         return await ex.error(500, str(err))
     if ex.load_ns is None:                    # the client left while the model was loading
         return ex.outcome("canceled", 499)
+    if getattr(model, "log_send_times", False):
+        ex.sent_ns = []
     try:
         ex.t_loaded = time.perf_counter_ns()
         if conn.gone.is_set():
@@ -202,6 +207,8 @@ async def _pump(ex: Exchange, gen, stream, plan, due) -> str | None:
                 ex.t_first = time.perf_counter_ns()
             if not await stream.send_line(line(field, value)):
                 return None
+            if ex.sent_ns is not None:
+                ex.sent_ns.append(time.monotonic_ns())
             if ex.sent == 0:
                 ex.entry["ttfb_ms"] = (time.perf_counter_ns() - ex.req.t0) / 1e6
             ex.sent += 1

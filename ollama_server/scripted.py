@@ -47,7 +47,8 @@ DEFAULT_MODELS = {
 FIELDS = {"reply", "thinking", "tool_calls", "tool_rounds", "tool_reply", "json_reply", "capabilities",
           "ttft_ms", "chunk_delay_ms", "load_ms", "num_parallel", "faults", "family", "parameter_size",
           "quantization", "size", "context_length", "tool_call_ids", "piece_chars", "think_tag", "think_gap",
-          "think_close", "split_at", "pieces", "vision_reply", "images_without_vision", "pull_ms", "pull_steps"}
+          "think_close", "split_at", "pieces", "vision_reply", "images_without_vision", "pull_ms", "pull_steps",
+          "log_send_times"}
 _PLACEHOLDER = re.compile(r"\{(last_user|turns|n_messages|system|model|last_tool|last_assistant|tool_results|"
                           r"images|n_images|server)\}")
 _PIECE = re.compile(r"'(?:s|t|re|ve|m|ll|d)\b| ?[A-Za-z]+| ?[0-9]{1,3}| ?[^\x00-\x7f]|"
@@ -159,6 +160,7 @@ class ModelScript:
         self.context_length = int(spec.get("context_length", 4096))
         self.tool_call_ids = bool(spec.get("tool_call_ids", False))
         self.piece_chars = int(spec.get("piece_chars", 7))
+        self.log_send_times = bool(spec.get("log_send_times", False))
         self.digest = hashlib.sha256(self.name.encode()).hexdigest()
         self.modified_ns = time.time_ns()
         self._piece_cache: dict[tuple, list[bytes]] = {}

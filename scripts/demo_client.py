@@ -3,6 +3,11 @@ answer live as its partials arrive, then a one-line summary.
 
     python scripts/demo_client.py --namespace /demo "Hello!" "What did I just say?"
     python scripts/demo_client.py --namespace /demo --interactive
+    python scripts/demo_client.py --namespace /demo --speak "Hello!"   # with a TTS node: waits until it spoke
+
+With ``--speak`` a text-to-speech node (``examples/espeak_tts_node.py``) speaks each answer: after an
+answer the client waits (at most ``SPEAK_TIMEOUT_S``) until the TTS reports on ``spoken`` that it
+said all of it (the answer's ``response_text``), and prints how many sentences that was.
 
 DDS does not order two topics: a request's last partials can arrive after its final Response.
 The final says how many partials were published for it (``Response.chunk_count``), so an answer
@@ -20,7 +25,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
-from ollama_bridge_msgs.msg import Response, ResponseChunk
+from ollama_bridge_msgs.msg import Response, ResponseChunk, Spoken
 
 COLOR = sys.stdout.isatty()
 BOLD, DIM, RED, PLAIN = ("\033[1m", "\033[2m", "\033[31m", "\033[0m") if COLOR else ("", "", "", "")
@@ -29,6 +34,8 @@ DEEP = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=Hi
 SESSION = "default"
 #: how long to wait, after a final, for partials that are still travelling (seconds)
 PIECES_GRACE_S = 5.0
+#: with --speak: how long to wait for the text-to-speech node to say an answer (seconds)
+SPEAK_TIMEOUT_S = 120.0
 DEFAULT_UTTERANCES = [
     "Hello! Who are you?",
     "My name is Sam and I love gardening.",
@@ -42,8 +49,8 @@ class Conversation:
     Partials are kept per request (``seq`` -> text) and printed in ``seq`` order as far as they are
     contiguous; those of requests already finished are dropped."""
 
-    def __init__(self, node, namespace: str, out=sys.stdout):
-        self.node, self.out = node, out
+    def __init__(self, node, namespace: str, out=sys.stdout, speak: bool = False):
+        self.node, self.out, self.speak = node, out, speak
         self.pub = node.create_publisher(String, f"{namespace}/speech_text", DEEP)
         self.partials = node.create_subscription(ResponseChunk, f"{namespace}/response_partial", self.on_partial, DEEP)
         self.finals = node.create_subscription(Response, f"{namespace}/response_final", self.on_final, DEEP)
@@ -53,10 +60,27 @@ class Conversation:
         self.finished: set[int] = set()
         self.current: int | None = None                  # request being printed
         self.printed, self.printed_seq = "", 0           # of the current request: text, next seq
+        self.speech: list[str] = []                       # response_text messages (what a TTS says)
+        self.spoken: dict[int, str] = {}                  # request_id -> what the TTS said of it
+        if speak:
+            self.texts = node.create_subscription(String, f"{namespace}/response_text", self.on_text, DEEP)
+            self.reports = node.create_subscription(Spoken, f"{namespace}/spoken", self.on_spoken, DEEP)
 
     def ready(self) -> bool:
         return (self.pub.get_subscription_count() > 0 and self.partials.get_publisher_count() > 0
-                and self.finals.get_publisher_count() > 0)
+                and self.finals.get_publisher_count() > 0
+                and (not self.speak or self.reports.get_publisher_count() > 0))
+
+    def on_text(self, msg: String):
+        with self.cond:
+            self.speech.append(msg.data)
+            self.cond.notify_all()
+
+    def on_spoken(self, report: Spoken):
+        with self.cond:
+            if report.session_id == SESSION:
+                self.spoken[report.request_id] = report.text
+                self.cond.notify_all()
 
     def on_partial(self, chunk: ResponseChunk):
         with self.cond:
@@ -113,6 +137,7 @@ class Conversation:
         with self.cond:
             self.responses.clear()
             self.current, self.printed, self.printed_seq = None, "", 0
+            heard = len(self.speech)
             self.pub.publish(String(data=text))
             if not self.cond.wait_for(lambda: self.responses, timeout):
                 print(f"\n(no answer within {timeout:.0f} s)", flush=True)
@@ -120,7 +145,24 @@ class Conversation:
             response = self.responses.pop(0)
             self._finish(response)
         summarize(response)
+        if self.speak and response.done_reason != "error" and response.text.strip():
+            if not self._wait_spoken(response, heard):
+                return None
         return response
+
+    def _wait_spoken(self, response: Response, heard: int) -> bool:
+        """Waits until the TTS node said the whole answer (the response_text after the first
+        `heard` ones); prints a line saying so. False when it did not in time."""
+        rid = response.request_id
+        with self.cond:
+            said = self.cond.wait_for(lambda: len(self.speech) > heard and self.spoken.get(rid) == self.speech[heard],
+                                      SPEAK_TIMEOUT_S)
+        if said:
+            print(f"{DIM}[spoken by the text-to-speech node: {self.speech[heard]!r}]{PLAIN}", flush=True)
+        else:
+            print(f"{RED}[the text-to-speech node did not say the answer within {SPEAK_TIMEOUT_S:.0f} s]{PLAIN}",
+                  flush=True)
+        return said
 
 
 def summarize(r: Response):
@@ -138,6 +180,7 @@ def main() -> int:
     ap.add_argument("--namespace", default="", help="namespace of the bridge node")
     ap.add_argument("--interactive", action="store_true", help="read utterances from the terminal")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each answer")
+    ap.add_argument("--speak", action="store_true", help="a text-to-speech node speaks the answers: wait for it")
     args = ap.parse_args()
 
     rclpy.init()
@@ -147,7 +190,7 @@ def main() -> int:
     stop = threading.Event()
     spinner = threading.Thread(target=_spin, args=(executor, stop), daemon=True)
     spinner.start()
-    conversation = Conversation(node, args.namespace.rstrip("/"))
+    conversation = Conversation(node, args.namespace.rstrip("/"), speak=args.speak)
     failures = 0
     try:
         ready = threading.Event()

@@ -319,6 +319,15 @@ impl Bridge {
         }
     }
 
+    /// Looks up the current model's context window (`/api/show`) into the cache the requests use,
+    /// as the first request would; for `warm_up`, so that the first answer does not wait for it.
+    pub async fn look_up_context_window(&self) {
+        let config = self.inner.config.get();
+        if let Ok(client) = self.inner.client(&config) {
+            self.inner.windows.window(&client, &config).await;
+        }
+    }
+
     /// Cancels every request (each gets a cancelled response) and waits up to `grace` for them.
     pub async fn shutdown(&self, grace: Duration) {
         let inner = &self.inner;

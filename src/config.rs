@@ -217,6 +217,11 @@ impl Config {
         if attach_image == AttachImage::Always && p.image_topic.trim().is_empty() && p.compressed_image_topic.trim().is_empty() {
             return Err(invalid("attach_image", "'always' needs image_topic or compressed_image_topic"));
         }
+        let sentences = crate::speech::sentences::SentenceConfig {
+            min_sentence_chars: usize::try_from(p.min_sentence_chars).unwrap_or(usize::MAX),
+            max_sentence_chars: usize::try_from(p.max_sentence_chars).unwrap_or(0),
+        };
+        sentences.validate().map_err(|e| invalid("min_sentence_chars", e))?;
         // ranges were checked against the table above
         let in_range = |name, value: i64| u32::try_from(value).map_err(|_| invalid(name, "out of range"));
         Ok(Config {

@@ -115,3 +115,14 @@ fn camera_and_tool_parameters_are_checked() {
     (p.attach_image, p.compressed_image_topic) = ("always".into(), "/cam/compressed".into());
     assert_eq!(Config::from_params(&p).unwrap().attach_image, AttachImage::Always);
 }
+
+#[test]
+fn min_sentence_chars_must_stay_below_max_sentence_chars() {
+    let mut p = Params::with_defaults();
+    (p.min_sentence_chars, p.max_sentence_chars) = (40, 40);
+    let e = Config::from_params(&p).unwrap_err();
+    assert_eq!(e.name, "min_sentence_chars");
+    assert!(e.message.contains("must be smaller than max_sentence_chars"), "{}", e.message);
+    p.min_sentence_chars = 39;
+    assert_eq!(Config::from_params(&p).unwrap().min_sentence_chars, 39);
+}

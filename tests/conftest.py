@@ -61,6 +61,10 @@ def start_bridge(ros, logs_dir, emu):
         params.setdefault("ollama_url", emu.url)
         params.setdefault("model", "llama3.2")
         params.setdefault("system_prompt", "You are a test robot.")
+        # No warm-up load in the request logs the tests read (tests/test_warm_up.py turns it on;
+        # warm_up=None starts the node with its own default)
+        params.setdefault("warm_up", False)
+        params = {k: v for k, v in params.items() if v is not None}
         ns = fresh_namespace() if namespace is None else namespace  # "" = the root namespace
         node = NodeProcess(ns, params, logs_dir, extra_env, extra_args)
         endpoints = ros.endpoints(ns)

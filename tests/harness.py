@@ -26,7 +26,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import GetParameters, SetParameters
 from std_msgs.msg import String
-from ollama_bridge_msgs.msg import Response, ResponseChunk, Utterance
+from ollama_bridge_msgs.msg import Response, ResponseChunk, Sentence, Utterance
 from ollama_bridge_msgs.srv import Reset, SetModel
 
 ROS_INSTALL = Path(os.environ.get("ROS_INSTALL", Path(__file__).resolve().parents[1] / ".build/install"))
@@ -233,6 +233,63 @@ class BridgeEndpoints:
             node.destroy_subscription(sub)
         for c in (self.reset_client, self.set_model_client, self.set_params_client, self.get_params_client):
             node.destroy_client(c)
+
+
+class SpeechTopics:
+    """`response_sentence` and `response_sentence_text` of one namespace, and for event-order
+    checks one log of every partial, sentence and final in arrival order (`events`: ("partial" |
+    "sentence" | "final", msg)). Create it before the node starts, then `settle` it."""
+
+    def __init__(self, client: "RosClient", ns: str):
+        node = client.node
+        self.client, self.ns = client, ns
+        self.sentences, self.texts, self.events = Recorder(), Recorder(), Recorder()
+        self.subs = [
+            node.create_subscription(Sentence, f"{ns}/response_sentence", self._sentence, DEEP),
+            node.create_subscription(String, f"{ns}/response_sentence_text", self.texts, DEEP),
+            node.create_subscription(ResponseChunk, f"{ns}/response_partial", lambda m: self.events(("partial", m)), DEEP),
+            node.create_subscription(Response, f"{ns}/response_final", lambda m: self.events(("final", m)), DEEP),
+        ]
+
+    def _sentence(self, msg):
+        self.sentences(msg)
+        self.events(("sentence", msg))
+
+    def settle(self, ep: BridgeEndpoints, timeout: float = 20.0):
+        """Like `BridgeEndpoints.settle` for the sentence topics (volatile, so one published before
+        the node's writer knew our reader is lost): asks in session `sentence-probe` until a
+        sentence of the answer arrives, then empties every recorder (`ep`'s too). Needs a
+        server that answers."""
+        deadline = time.monotonic() + timeout
+        for k in itertools.count():
+            ep.utter("sentence-probe", f"sentence probe {k}")
+            final = ep.wait_finals(1, timeout)[-1]
+            try:
+                # all of the probe's sentences (joined, they are its response_text), on both topics
+                wait_until(lambda: ep.texts.snapshot() and len(self.texts.snapshot()) == len(self.of(final.request_id))
+                           and " ".join(s.text for s in self.of(final.request_id)) == ep.texts.snapshot()[-1].data,
+                           0.5, "a probe's sentences", self.sentences.cond)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"no response_sentence under {self.ns} within {timeout}s")
+                ep.finals.clear()
+        for recorder in (self.sentences, self.texts, self.events, ep.finals, ep.partials, ep.texts):
+            recorder.clear()
+
+    def of(self, request_id: int) -> list:
+        """The sentences of one request, in arrival order."""
+        return [s for s in self.sentences.snapshot() if s.request_id == request_id]
+
+    def wait_for(self, final, n: int | None = None, timeout: float = 10.0) -> list:
+        """The sentences of `final`'s request once `n` arrived (default: until its sentences
+        joined cover its text, checked by the caller; here: at least one)."""
+        return wait_until(lambda: (lambda got: got if len(got) >= (n or 1) else None)(self.of(final.request_id)),
+                          timeout, f"{n or 1} sentence(s) of request {final.request_id}", self.sentences.cond)
+
+    def destroy(self):
+        for sub in self.subs:
+            self.client.node.destroy_subscription(sub)
 
 
 def _param_value(v) -> ParameterValue:

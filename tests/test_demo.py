@@ -58,6 +58,36 @@ def test_demo_holds_a_two_turn_conversation_and_cleans_up():
 
 
 @needs_model
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_demo_speak_has_the_tts_node_say_the_answer_into_wav_files_without_an_audio_device(tmp_path):
+    """`./scripts/demo --speak` on a machine with no audio device (no sound server here): the
+    espeak-ng TTS node writes the robot's voice to WAV files and the demo says where."""
+    import wave
+    mark = f"ob-demo-{uuid.uuid4()}"
+    env = dict(demo_env(mark), XDG_RUNTIME_DIR=str(tmp_path))      # no PulseAudio / PipeWire socket there
+    env.pop("PULSE_SERVER", None)
+    args = [str(REPO / "scripts/demo"), "--speak", "Hello! Who are you?"]
+    if list(Path("/dev/snd").glob("pcmC*D*p")):                       # a sound card: ask for files outright
+        args[2:2] = ["--wav-dir", str(tmp_path / "voice")]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    where = re.search(r"WAV files in (\S+)", out)
+    assert where and "text-to-speech node started (espeak-ng, WAV files in" in out, out
+    wav_dir = Path(where.group(1))
+    try:
+        assert "[spoken by the text-to-speech node: " in out, out
+        files = sorted(wav_dir.glob("*.wav"))
+        assert files and f"the robot's voice: {len(files)} WAV file(s) in {wav_dir}" in out, out
+        for path in files:
+            with wave.open(str(path)) as w:
+                assert w.getnframes() > 0 and w.getframerate() == 22050, path
+    finally:
+        shutil.rmtree(wav_dir, ignore_errors=True)
+    assert processes_marked(mark) == []
+
+
+@needs_model
 def test_ctrl_c_stops_the_demo_and_everything_it_started():
     mark = f"ob-demo-{uuid.uuid4()}"
     demo = subprocess.Popen([str(REPO / "scripts/demo"), "--interactive"], env=demo_env(mark), text=True,
@@ -110,6 +140,7 @@ def launch_env(prefix: Path) -> dict:
 def test_colcon_install_holds_what_the_launch_files_start(colcon_prefix):
     lib, share = colcon_prefix / "lib/ollama_bridge", colcon_prefix / "share/ollama_bridge"
     assert os.access(lib / "ollama_bridge", os.X_OK) and os.access(lib / "ollama_server", os.X_OK)
+    assert os.access(lib / "espeak_tts_node", os.X_OK) and (lib / "python/espeak_tts_node.py").is_file()
     assert (lib / "python/ollama_server/__main__.py").is_file()
     assert {p.name for p in (share / "launch").iterdir()} == {p.name for p in (REPO / "launch").iterdir()}
     assert (share / "config/params.yaml").is_file() and (share / "package.xml").is_file()

@@ -218,3 +218,21 @@ def test_a_non_string_image_is_a_go_type_error(emu):
     got = chat(emu, {"model": "llava", "messages": [{"role": "user", "content": "?", "images": [5]}]})
     assert got.json_lines() == [{"error": "json: cannot unmarshal number into Go struct field "
                                           "ChatRequest.messages.images of type api.ImageData"}]
+
+
+def test_log_send_times_records_when_each_piece_left(emu):
+    """`log_send_times`: one CLOCK_MONOTONIC time per streamed piece (the same clock as this
+    process's), paced by chunk_delay_ms; other scripts log none."""
+    import time
+    emu.set_models({"timed": {"reply": "one two three four", "chunk_delay_ms": 20, "log_send_times": True}})
+    t0 = time.monotonic_ns()
+    got = chat(emu, {"model": "timed", "messages": USER})
+    t1 = time.monotonic_ns()
+    assert "".join(contents(got)) == "one two three four"
+    outcome = emu.requests()[-1]["outcome"]
+    sent = outcome["sent_ns"]
+    assert len(sent) == outcome["chunks"] == 4
+    assert t0 < sent[0] < sent[-1] < t1
+    assert all(later - earlier >= 15_000_000 for earlier, later in zip(sent, sent[1:])), sent
+    chat(emu, {"model": "blind", "messages": USER})
+    assert "sent_ns" not in emu.requests()[-1]["outcome"]

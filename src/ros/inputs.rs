@@ -26,6 +26,17 @@ pub fn input_qos(reliability: &str) -> QosProfile {
 
 /// Subscribes both inputs with `qos`; returns their drain loops, to be run on the spin thread.
 pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge, qos: QosProfile) -> Result<Vec<BoxFuture<'static, ()>>, super::StartError> {
+    // `spoken` first: r2r takes the messages of one `spin_once` in subscription order and the spin
+    // thread's executor runs the drains in the order they were woken, so a report that arrived
+    // with a barge-in input (the TTS said a sentence, the user spoke at once, the node was busy)
+    // is recorded before that input cancels the answer and its history is written.
+    let mut spoken = node.subscribe::<Spoken>("spoken", INPUT_QOS)?;
+    let b = bridge.clone();
+    let spoken_loop = async move {
+        while let Some(report) = spoken.next().await {
+            b.spoken(&report.session_id, report.request_id, &report.text);
+        }
+    };
     let mut speech = node.subscribe_raw(INPUTS[0], "std_msgs/msg/String", qos.clone())?;
     let b = bridge.clone();
     let speech_loop = async move {
@@ -46,14 +57,7 @@ pub fn subscribe(node: &mut r2r::Node, bridge: &Bridge, qos: QosProfile) -> Resu
             }
         }
     };
-    let mut spoken = node.subscribe::<Spoken>("spoken", INPUT_QOS)?;
-    let b = bridge.clone();
-    let spoken_loop = async move {
-        while let Some(report) = spoken.next().await {
-            b.spoken(&report.session_id, report.request_id, &report.text);
-        }
-    };
-    Ok(vec![speech_loop.boxed(), utterance_loop.boxed(), spoken_loop.boxed()])
+    Ok(vec![spoken_loop.boxed(), speech_loop.boxed(), utterance_loop.boxed()])
 }
 
 /// Hands a decoded input to the bridge; invalid UTF-8 in either field is refused with a reason.

@@ -40,6 +40,7 @@ use crate::bridge::Bridge;
 use crate::config::{Config, ConfigHandle, Params};
 use crate::goals::GoalRouter;
 use crate::health::{Counting, Health, Stats};
+use crate::warm_up::{unload_at_exit, Reason, WarmUp};
 use futures::executor::LocalPool;
 use futures::future::BoxFuture;
 use futures::task::LocalSpawnExt;
@@ -101,6 +102,19 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     });
     let events = param_services::event_sink(&mut node)?;
     let store = Arc::new(ParamStore::new(values, config.clone(), node.fully_qualified_name()?, model_check, events));
+    // warm_up: the model is loaded now and after every change of model or server, in the background
+    let warm_up = Arc::new(WarmUp::new());
+    let lookup = |b: &Bridge| {
+        let b = b.clone();
+        async move { b.look_up_context_window().await }
+    };
+    warm_up.start(bridge.client(), &config.get(), Reason::Start, lookup(&bridge));
+    let (warmer, warm_bridge) = (warm_up.clone(), bridge.clone());
+    store.on_change(Box::new(move |before: &Config, now: &Config| {
+        if before.model != now.model || before.ollama_url != now.ollama_url {
+            warmer.start(warm_bridge.client(), now, Reason::ModelChange, lookup(&warm_bridge));
+        }
+    }));
 
     // every goal's task is tracked, so that each can send its result before the node goes
     let (goal_tasks, stopping) = (tokio_util::task::TaskTracker::new(), tokio_util::sync::CancellationToken::new());
@@ -126,7 +140,11 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
 
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
-    runtime.block_on(bridge.shutdown(SHUTDOWN_GRACE));
+    warm_up.stop();
+    let last = config.get();
+    runtime.block_on(async {
+        tokio::join!(bridge.shutdown(SHUTDOWN_GRACE), unload_at_exit(bridge.client(), &last, SHUTDOWN_GRACE))
+    });
     stopping.cancel();
     goal_tasks.close();
     if runtime.block_on(tokio::time::timeout(GOAL_RESULTS_GRACE, goal_tasks.wait())).is_err() {

@@ -17,12 +17,14 @@ use r2r::rcl_interfaces::msg::{
     FloatingPointRange, IntegerRange, ListParametersResult, Parameter as ParamMsg, ParameterDescriptor,
     ParameterEvent, ParameterType, ParameterValue as ValueMsg,
 };
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Asks the server whether a model exists (`Err`: why not, for a person).
 pub type ModelCheck = Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 /// Publishes a parameter event (on `/parameter_events`).
 pub type EventSink = Box<dyn Fn(ParameterEvent) + Send + Sync>;
+/// Told of every accepted change, with the config before and after (e.g. to warm a new model).
+pub type ChangeHook = Box<dyn Fn(&Config, &Config) + Send + Sync>;
 
 /// The parameters of the running node and everything a change must update.
 pub struct ParamStore {
@@ -34,11 +36,19 @@ pub struct ParamStore {
     events: EventSink,
     /// The node's fully qualified name, as parameter events name it.
     node: String,
+    /// Set once by [`ParamStore::on_change`].
+    on_change: OnceLock<ChangeHook>,
 }
 
 impl ParamStore {
     pub fn new(values: Params, config: ConfigHandle, node: String, model_check: ModelCheck, events: EventSink) -> ParamStore {
-        ParamStore { values: Mutex::new(values), changing: tokio::sync::Mutex::new(()), config, model_check, events, node }
+        let (changing, on_change) = (tokio::sync::Mutex::new(()), OnceLock::new());
+        ParamStore { values: Mutex::new(values), changing, config, model_check, events, node, on_change }
+    }
+
+    /// Calls `hook` after every accepted change (a second hook is ignored).
+    pub fn on_change(&self, hook: ChangeHook) {
+        let _ = self.on_change.set(hook);
     }
 
     /// The values in force now.
@@ -95,7 +105,11 @@ impl ParamStore {
             (self.model_check)(config.model.clone()).await?;
         }
         *self.values.lock().unwrap_or_else(|e| e.into_inner()) = candidate.clone();
+        let previous = self.config.get();
         self.config.set(config);
+        if let Some(hook) = self.on_change.get() {
+            hook(&previous, &self.config.get());
+        }
         let mut changed = Vec::new();
         for change in changes {
             if let Some(value) = candidate.exposed(&change.name) {
