@@ -4,12 +4,11 @@
 
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::body::instant_after;
 use super::client::Client;
-use super::error::{error_chain, root_cause, OllamaError, StallLimit};
+use super::error::{error_chain, error_text, root_cause, OllamaError, StallLimit};
 use super::stream::excerpt;
 
 /// Cap on an error body read to build [`OllamaError::Status`].
@@ -172,16 +171,14 @@ impl Client {
         self.secrets.redact(err)
     }
 
-    /// The `{"error": ..}` text of an error body, else the raw body (truncated), else the reason.
+    /// The server's error text of an error body (see [`error_text`]), else the raw body
+    /// (truncated), else the reason.
     fn status_message(&self, status: StatusCode, body: &[u8]) -> String {
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            error: String,
-        }
-        let text = match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(ErrorBody { error }) if !error.trim().is_empty() => error,
-            _ => String::from_utf8_lossy(body).trim().to_owned(),
+        let text = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(value) => error_text(&value),
+            Err(_) => None,
         };
+        let text = text.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
         if text.is_empty() {
             return status
                 .canonical_reason()
