@@ -11,7 +11,7 @@ fn config() -> Config {
 }
 
 fn reachable(model_present: bool, model_loaded: bool) -> Probe {
-    let facts = ServerFacts { version: "0.12.3".into(), model_present, model_loaded };
+    let facts = ServerFacts { version: "0.12.3".into(), model_present, model_loaded, unreachable: Vec::new() };
     Probe { url: "http://gpu:11434".into(), model: "llama3.2".into(), outcome: Ok(facts) }
 }
 
