@@ -78,7 +78,7 @@ mod connection_tests;
 #[cfg(test)]
 mod credentials_tests;
 #[cfg(test)]
-mod fake_server;
+pub(crate) mod fake_server;
 #[cfg(test)]
 mod models_tests;
 #[cfg(test)]
