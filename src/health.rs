@@ -12,7 +12,7 @@
 use crate::bridge::{Activity, Bridge};
 use crate::config::{Config, ConfigHandle};
 use crate::fleet::Fleet;
-use crate::ollama::{Client, OllamaError};
+use crate::ollama::{Api, Client, OllamaError};
 use crate::outputs::{Ending, FinalResponse, Outputs, Partial, SentenceOut, SessionState};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -177,9 +177,14 @@ pub async fn probe(fleet: Result<Arc<Fleet>, OllamaError>, model: &str) -> Resul
     Ok(ServerFacts { version: versions.join(", "), model_present, model_loaded, unreachable })
 }
 
-/// [`probe`] of one server.
+/// [`probe`] of one server (with `api: openai`, one `/v1/models` answers all three).
 async fn probe_one(client: &Client, model: &str) -> Result<ServerFacts, String> {
     let asked = async {
+        if client.api() == Api::OpenAi {
+            let served = client.ps().await?.iter().any(|m| same_model(&m.name, model));
+            let unreachable = Vec::new();
+            return Ok(ServerFacts { version: "openai".into(), model_present: served, model_loaded: served, unreachable });
+        }
         let version = client.version().await?;
         let (tags, loaded) = tokio::join!(client.tags(), client.ps());
         Ok::<_, OllamaError>(ServerFacts {
