@@ -9,7 +9,8 @@ Phases: ``startup`` (process start → every topic and service discoverable), ``
 first ``response_partial``, minus the direct client's send → first chunk on the same emulator
 settings and pacing), ``throughput`` (1/10/100 sessions streaming: chunks/s, lost, CPU, RSS),
 ``memory`` (RSS idle and after 1,000 sessions × 20 exchanges), ``long`` (a long conversation on a real
-model: time to first partial and prompt tokens evaluated per turn, see ``long_conversation.py``). Writes ``bench/report.md``,
+model: time to first partial and prompt tokens evaluated per turn, see ``long_conversation.py``), ``failover``
+(two servers: a server's death → the next answered input, see ``failover.py``). Writes ``bench/report.md``,
 ``bench/latency.png``, ``bench/results.json`` and the processes' logs in ``bench/logs/``.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ os.environ["ROS_LOG_DIR"] = os.path.join(_ros_home, "log")
 import rclpy  # noqa: E402
 
 import bench_report  # noqa: E402
+import failover  # noqa: E402
 import long_conversation  # noqa: E402
 from bench_support import Probe, Proc, ReadyProbe, cpu_seconds, loadavg, rss_kb, run_json, summary  # noqa: E402
 from harness import param_args  # noqa: E402  (the tests' way of passing node parameters)
@@ -59,7 +61,7 @@ def options() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="small counts, every phase (a quick check)")
     ap.add_argument("--report-only", action="store_true", help="rewrite report.md and latency.png from results.json")
-    ap.add_argument("--only", default="startup,latency,throughput,memory,long", help="phases to run, comma-separated")
+    ap.add_argument("--only", default="startup,latency,throughput,memory,long,failover", help="phases to run, comma-separated")
     ap.add_argument("--out", default=str(REPO / "bench"), help="report folder (default bench/)")
     ap.add_argument("--node", default=None, help="node binary (default: target/release/ollama_bridge)")
     ap.add_argument("--node-args", default="", help="extra --ros-args for the node, e.g. '--log-level warn'")
@@ -84,6 +86,7 @@ def options() -> argparse.Namespace:
     ap.add_argument("--long-today-runs", type=int, default=1, help="long conversations with the old trimming")
     ap.add_argument("--long-threads", type=int, default=1, help="llama.cpp threads of the long conversations")
     ap.add_argument("--long-limit", type=int, default=10, help="max_history_turns of the long conversations")
+    ap.add_argument("--failover-trials", type=int, default=10, help="trials per failover scenario (smoke 3)")
     a = ap.parse_args()
     defaults = dict(requests=(30, 400), rounds=(2, 8), seconds=(1.0, 5.0), mem_sessions=(100, 1000),
                     mem_exchanges=(5, 20), startup_runs=(2, 5), long_turns=(12, 40), long_runs=(1, 3))
@@ -351,7 +354,7 @@ def main() -> int:
         out = Path(a.out)
         print(f"[bench] {bench_report.write(json.loads((out / 'results.json').read_text()), out)}")
         return 0
-    examples = [a.examples / e for e in ("echo_node", "direct_stream", "chunk_probe")] if set(a.only) - {"long"} else []
+    examples = [a.examples / e for e in ("echo_node", "direct_stream", "chunk_probe")] if set(a.only) - {"long", "failover"} else []
     for binary in [a.node, *examples]:
         if not binary.exists():
             print(f"[bench] missing {binary}: run scripts/bench (it builds them)", file=sys.stderr)
@@ -374,9 +377,9 @@ def main() -> int:
             meta["emulator_pid"] = emu.proc.pid
             bench = Bench(a, emu)
             bench.results["meta"] = meta
-            for phase in ("startup", "latency", "throughput", "memory", "long"):
+            for phase in ("startup", "latency", "throughput", "memory", "long", "failover"):
                 if phase in a.only:
-                    long_conversation.run(bench) if phase == "long" else getattr(bench, phase)()
+                    {"long": long_conversation.run, "failover": failover.run}.get(phase, lambda b: getattr(b, phase)())(bench)
                     emu.clear_requests()
     finally:
         rclpy.try_shutdown()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from failover import section as failover_section, target_rows as failover_rows
 from long_conversation import section as long_section, target_rows as long_rows
 from ollama_bridge_eval.chart import BLACK, GRID, Canvas, nice_step, text_width
 
@@ -96,6 +97,8 @@ def write(results: dict, out: Path) -> Path:
     long = results.get("long_conversation")
     if long:
         rows += long_rows(long)
+    if results.get("failover"):
+        rows += failover_rows(results["failover"])
     L += ["## Targets", "", "| target | measured | goal | verdict | by how much |", "| --- | --- | --- | --- | --- |"]
     L += [f"| {t} | {m} | {g} | {verdict(ok)} | {d} |" for t, m, g, ok, d in rows]
     L += [""]
@@ -115,6 +118,8 @@ def write(results: dict, out: Path) -> Path:
               f"The minimal r2r echo node (topics only): p50 {st['echo']['p50']:.3f} s, max {st['echo']['max']:.3f} s.", ""]
     if long:
         L += long_section(long)
+    if results.get("failover"):
+        L += failover_section(results["failover"])
     L += method_section(meta)
     out.mkdir(parents=True, exist_ok=True)
     if lat:
