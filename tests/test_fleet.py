@@ -61,7 +61,8 @@ def rejoined(node, url):
 
 
 def test_sessions_spread_over_the_servers_and_stay_on_theirs(start_bridge, fleet):
-    node, ep = bridge(start_bridge, fleet)
+    # README's form: `-p ollama_url:=URL1,URL2,URL3` (unquoted; it comes after, so it wins over the harness's)
+    node, ep = start_bridge(extra_args=["-p", "ollama_url:=" + ",".join(fleet.urls)], max_retries=0)
     first = {s: ask(ep, s, "hello") for s in ("s1", "s2", "s3")}
     assert sorted(f.server for f in first.values()) == sorted(fleet.urls), "each new session to the least used server"
     for s, answer in first.items():
