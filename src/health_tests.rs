@@ -146,3 +146,21 @@ fn a_password_in_the_url_never_reaches_the_report() {
     assert!(!everything.contains("s3cret"), "{everything}");
     assert_eq!(report.hardware_id, "http://bob:***@gpu:11434");
 }
+
+#[test]
+fn several_servers_warn_while_some_do_not_answer_and_show_the_list() {
+    let mut params = Params::with_defaults();
+    params.ollama_url = "http://gpu:11434,http://bob:s3cret@gpu2:11434".into();
+    let config = Config::from_params(&params).unwrap();
+    let mut probe = reachable(true, false);
+    probe.url = config.ollama_url.clone();
+    if let Ok(facts) = probe.outcome.as_mut() {
+        facts.unreachable = vec!["cannot connect to Ollama at http://bob:s3cret@gpu2:11434 (Connection refused)".into()];
+    }
+    let report = assess(&config, Some(&probe), IDLE, &Stats::default(), Instant::now());
+    assert_eq!(report.level, Level::Warn, "{report:?}");
+    assert!(report.message.starts_with("1 of 2 servers unreachable: cannot connect"), "{}", report.message);
+    assert!(!report.message.contains("s3cret"), "{}", report.message);
+    assert_eq!(report.hardware_id, "http://gpu:11434,http://bob:***@gpu2:11434");
+    assert_eq!(value(&report, "ollama_url"), report.hardware_id);
+}

@@ -84,6 +84,21 @@ mod tests {
     }
 
     #[test]
+    fn a_list_is_shown_and_written_back_without_its_passwords() {
+        use crate::config::params::Value;
+        use crate::config::Params;
+        let mut p = Params::with_defaults();
+        let list = "http://a:1,http://robot:s3cret@b:2,http://tok3n@c:3";
+        p.set("ollama_url", Value::Text(list.into())).unwrap();
+        let shown = p.exposed("ollama_url").unwrap();
+        assert_eq!(shown, Value::Text("http://a:1,http://robot:***@b:2,http://***@c:3".into()));
+        p.set("ollama_url", shown).unwrap();
+        assert_eq!(p.ollama_url, list, "the shown list written back keeps the passwords");
+        let err = p.set("ollama_url", Value::Text("http://a:1,http://robot:***@evil:2".into())).unwrap_err();
+        assert!(err.message.contains("hidden password"), "{err}");
+    }
+
+    #[test]
     fn keys_by_api_never_shown() {
         let keys = ApiKeys { ollama: Some("o-key".into()), openai: None };
         assert_eq!(keys.for_api(Api::OpenAi).as_deref(), Some("o-key"), "OLLAMA_API_KEY when no OPENAI_API_KEY");

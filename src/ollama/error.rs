@@ -252,20 +252,6 @@ impl fmt::Display for OllamaError {
 
 impl std::error::Error for OllamaError {}
 
-/// The message of a server's error body: Ollama's `{"error": "text"}`, the OpenAI shape
-/// `{"error": {"message": "text", "type": ..}}` (vLLM, llama.cpp's server, LiteLLM, Ollama's
-/// `/v1`), or a top-level `message` / `detail` (older vLLM, FastAPI servers). `None` when the body
-/// has none of them, or only blank text.
-pub(crate) fn error_text(body: &serde_json::Value) -> Option<String> {
-    use serde_json::Value;
-    let text = match body.get("error") {
-        Some(Value::String(text)) => text.as_str(),
-        Some(Value::Object(error)) => error.get("message")?.as_str()?,
-        _ => body.get("message").or_else(|| body.get("detail"))?.as_str()?,
-    };
-    (!text.trim().is_empty()).then(|| text.to_owned())
-}
-
 /// The whole `source()` chain of `e`, joined with ": " (reqwest's top level alone says little).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -359,25 +345,6 @@ mod tests {
         for e in &no_retry {
             assert!(!e.is_retryable_before_output(), "{e:?}");
         }
-    }
-
-    #[test]
-    fn error_text_reads_every_server_shape() {
-        use serde_json::json;
-        let cases = [
-            (json!({"error": "model 'x' not found"}), Some("model 'x' not found")),
-            (json!({"error": {"message": "bad messages", "type": "invalid_request_error", "code": 400}}), Some("bad messages")),
-            (json!({"object": "error", "message": "The model `x` does not exist.", "code": 404}), Some("The model `x` does not exist.")),
-            (json!({"detail": "Not Found"}), Some("Not Found")),
-            (json!({"error": "  "}), None),
-            (json!({"error": {"code": 500}}), None),
-            (json!({"status": "ok"}), None),
-            (json!(["error"]), None),
-        ];
-        for (body, want) in cases {
-            assert_eq!(error_text(&body).as_deref(), want, "{body}");
-        }
-        assert!(status(404, "The model `x` does not exist.").is_model_not_found());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::time::{timeout, timeout_at, Instant};
 
 use super::body::instant_after;
 use super::client::Client;
-use super::error::{error_chain, error_text, root_cause, OllamaError, StallLimit};
+use super::error::{error_chain, root_cause, OllamaError, StallLimit};
 use super::stream::excerpt;
 
 /// Cap on an error body read to build [`OllamaError::Status`].
@@ -218,4 +218,18 @@ fn is_closed_by_peer(e: &reqwest::Error) -> bool {
         source = cause.source();
     }
     false
+}
+
+/// The message of a server's error body: Ollama's `{"error": "text"}`, the OpenAI shape
+/// `{"error": {"message": "text", "type": ..}}` (vLLM, llama.cpp's server, LiteLLM, Ollama's
+/// `/v1`), or a top-level `message` / `detail` (older vLLM, FastAPI servers). `None` when the body
+/// has none of them, or only blank text.
+pub(crate) fn error_text(body: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let text = match body.get("error") {
+        Some(Value::String(text)) => text.as_str(),
+        Some(Value::Object(error)) => error.get("message")?.as_str()?,
+        _ => body.get("message").or_else(|| body.get("detail"))?.as_str()?,
+    };
+    (!text.trim().is_empty()).then(|| text.to_owned())
 }

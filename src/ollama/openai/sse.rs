@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::ollama::chunk::{ChatChunk, ResponseMessage};
-use crate::ollama::error::{error_text, OllamaError};
+use crate::ollama::error::OllamaError;
+use crate::ollama::send::error_text;
 use crate::ollama::stream::excerpt;
 use crate::ollama::types::{ToolCall, ToolCallFunction};
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::request::body;
+use crate::ollama::send::error_text;
 use crate::ollama::fake_server::{json_reply, FakeServer, Step};
 use crate::ollama::{
     Api, ChatRequest, Client, ClientConfig, Format, Message, OllamaError, Think, ThinkLevel, ToolCall, ToolCallFunction,
@@ -162,4 +163,22 @@ async fn ping_asks_the_model_list() {
     client.ping().await.unwrap();
     assert_eq!(server.request().await.path, "/v1/models");
     assert!(client.ping().await.is_err());
+}
+
+#[test]
+fn error_text_reads_every_server_shape() {
+    let cases = [
+        (json!({"error": "model 'x' not found"}), Some("model 'x' not found")),
+        (json!({"error": {"message": "bad messages", "type": "invalid_request_error", "code": 400}}), Some("bad messages")),
+        (json!({"object": "error", "message": "The model `x` does not exist.", "code": 404}), Some("The model `x` does not exist.")),
+        (json!({"detail": "Not Found"}), Some("Not Found")),
+        (json!({"error": "  "}), None),
+        (json!({"error": {"code": 500}}), None),
+        (json!({"status": "ok"}), None),
+        (json!(["error"]), None),
+    ];
+    for (body, want) in cases {
+        assert_eq!(error_text(&body).as_deref(), want, "{body}");
+    }
+    assert!(OllamaError::Status { code: 404, message: "The model `x` does not exist.".into() }.is_model_not_found());
 }
