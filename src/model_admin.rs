@@ -39,7 +39,7 @@ pub async fn list_models(fleet: Result<Arc<Fleet>, OllamaError>) -> ModelList {
     .await;
     let (mut models, mut running, mut failed) = (Vec::new(), Vec::new(), Vec::new());
     for (url, tags, loaded) in asked {
-        let names = tags.as_ref().map(|t| t.clone()).unwrap_or_default();
+        let names = tags.clone().unwrap_or_default();
         let loaded_names = loaded.as_ref().map(|l| l.iter().map(|m| m.name.clone()).collect()).unwrap_or_default();
         for (all, new) in [(&mut models, names), (&mut running, loaded_names)] {
             for name in new {

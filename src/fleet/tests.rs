@@ -17,7 +17,9 @@ fn view(up: bool, in_flight: usize, sessions: usize, has_model: Option<bool>) ->
 #[test]
 fn order_keeps_affinity_then_least_busy_with_the_model_then_down_servers() {
     let idle = view(true, 0, 0, Some(true));
-    let cases: Vec<(Vec<View>, Option<usize>, Vec<usize>, &str)> = vec![
+    // (servers, the session's server, the order wanted, why)
+    type Case = (Vec<View>, Option<usize>, Vec<usize>, &'static str);
+    let cases: Vec<Case> = vec![
         (vec![idle, view(true, 3, 0, Some(true))], Some(1), vec![1, 0], "the session's server while it is up"),
         (vec![idle, view(false, 0, 0, Some(true))], Some(1), vec![0, 1], "not when it is down: tried last"),
         (vec![view(true, 2, 0, Some(true)), view(true, 1, 0, Some(true)), view(true, 1, 5, Some(true))], None, vec![1, 2, 0],
