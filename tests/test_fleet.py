@@ -10,6 +10,7 @@ import pytest
 
 from harness import wait_until
 from helpers import conversation, joined_partials, messages
+from ollama_bridge_msgs.srv import ListModels
 from ollama_server.testing import EmulatorFleet
 from test_diagnostics import diagnostics  # noqa: F401 (a fixture)
 
@@ -127,8 +128,14 @@ def test_a_503_server_passes_the_request_on_and_rejoins(start_bridge, fleet):
     wait_until(rejoined(node, first.server), 10, "the busy server probed back")
 
 
-def test_set_model_names_the_servers_that_lack_it_and_sessions_avoid_them(start_bridge, fleet):
+def test_set_model_names_the_servers_that_lack_it_and_sessions_avoid_them(ros, start_bridge, fleet):
     node, ep = bridge(start_bridge, fleet)
+    lister = ros.node.create_client(ListModels, f"{ep.ns}/list_models")
+    wait_until(lister.service_is_ready, 15, "list_models")
+    listed = ep.call(lister, ListModels.Request())
+    ros.node.destroy_client(lister)
+    assert listed.success and {"llama3.2:latest", "qwen3:0.6b"} <= set(listed.models), listed
+    assert all(url in listed.message for url in fleet.urls), "the models of every server"
     answer = ep.set_model("qwen3:0.6b")
     lacking = fleet[2].url
     assert answer.success and f"{lacking} (does not have it)" in answer.message, answer.message
