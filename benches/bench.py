@@ -10,7 +10,8 @@ first ``response_partial``, minus the direct client's send → first chunk on th
 settings and pacing), ``throughput`` (1/10/100 sessions streaming: chunks/s, lost, CPU, RSS),
 ``memory`` (RSS idle and after 1,000 sessions × 20 exchanges), ``long`` (a long conversation on a real
 model: time to first partial and prompt tokens evaluated per turn, see ``long_conversation.py``),
-``sentence`` and ``warmup`` (time to first sentence; the first answer after start, see ``speaking.py``). Writes ``bench/report.md``,
+``sentence`` and ``warmup`` (time to first sentence; the first answer after start, see ``speaking.py``), ``failover``
+(two servers: a server's death → the next answered input, see ``failover.py``). Writes ``bench/report.md``,
 ``bench/latency.png``, ``bench/results.json`` and the processes' logs in ``bench/logs/``.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ os.environ["ROS_LOG_DIR"] = os.path.join(_ros_home, "log")
 import rclpy  # noqa: E402
 
 import bench_report  # noqa: E402
+import failover  # noqa: E402
 import long_conversation  # noqa: E402
 import speaking  # noqa: E402
 from bench_support import Probe, Proc, ReadyProbe, cpu_seconds, loadavg, rss_kb, run_json, summary  # noqa: E402
@@ -61,7 +63,8 @@ def options() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="small counts, every phase (a quick check)")
     ap.add_argument("--report-only", action="store_true", help="rewrite report.md and latency.png from results.json")
-    ap.add_argument("--only", default="startup,latency,throughput,memory,long,sentence,warmup", help="phases to run")
+    ap.add_argument("--only", default="startup,latency,throughput,memory,long,sentence,warmup,failover",
+                    help="phases to run, comma-separated")
     ap.add_argument("--out", default=str(REPO / "bench"), help="report folder (default bench/)")
     ap.add_argument("--node", default=None, help="node binary (default: target/release/ollama_bridge)")
     ap.add_argument("--node-args", default="", help="extra --ros-args for the node, e.g. '--log-level warn'")
@@ -88,6 +91,7 @@ def options() -> argparse.Namespace:
     ap.add_argument("--long-limit", type=int, default=10, help="max_history_turns of the long conversations")
     ap.add_argument("--sentence-requests", type=int, help="requests of the sentence phase (default 200; smoke 30)")
     ap.add_argument("--warmup-runs", type=int, help="node starts per setting in the warmup phase (default 3; smoke 1)")
+    ap.add_argument("--failover-trials", type=int, default=10, help="trials per failover scenario (smoke 3)")
     a = ap.parse_args()
     defaults = dict(requests=(30, 400), rounds=(2, 8), seconds=(1.0, 5.0), mem_sessions=(100, 1000),
                     mem_exchanges=(5, 20), startup_runs=(2, 5), long_turns=(12, 40), long_runs=(1, 3),
@@ -357,7 +361,7 @@ def main() -> int:
         print(f"[bench] {bench_report.write(json.loads((out / 'results.json').read_text()), out)}")
         return 0
     examples = [a.examples / e for e in ("echo_node", "direct_stream", "chunk_probe")] \
-        if set(a.only) - {"long", "sentence", "warmup"} else []
+        if set(a.only) - {"long", "sentence", "warmup", "failover"} else []
     for binary in [a.node, *examples]:
         if not binary.exists():
             print(f"[bench] missing {binary}: run scripts/bench (it builds them)", file=sys.stderr)
@@ -380,8 +384,9 @@ def main() -> int:
             meta["emulator_pid"] = emu.proc.pid
             bench = Bench(a, emu)
             bench.results["meta"] = meta
-            modules = {"long": long_conversation.run, "sentence": speaking.sentence, "warmup": speaking.warmup}
-            for phase in ("startup", "latency", "throughput", "memory", "long", "sentence", "warmup"):
+            modules = {"long": long_conversation.run, "sentence": speaking.sentence, "warmup": speaking.warmup,
+                       "failover": failover.run}
+            for phase in ("startup", "latency", "throughput", "memory", "long", "sentence", "warmup", "failover"):
                 if phase in a.only:
                     modules[phase](bench) if phase in modules else getattr(bench, phase)()
                     emu.clear_requests()

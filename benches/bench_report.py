@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from failover import section as failover_section, target_rows as failover_rows
 from long_conversation import section as long_section, target_rows as long_rows
 from speaking import section as speaking_section, target_rows as speaking_rows
 from ollama_bridge_eval.chart import BLACK, GRID, Canvas, nice_step, text_width
@@ -98,6 +99,8 @@ def write(results: dict, out: Path) -> Path:
     if long:
         rows += long_rows(long)
     rows += speaking_rows(results)
+    if results.get("failover"):
+        rows += failover_rows(results["failover"])
     L += ["## Targets", "", "| target | measured | goal | verdict | by how much |", "| --- | --- | --- | --- | --- |"]
     L += [f"| {t} | {m} | {g} | {verdict(ok)} | {d} |" for t, m, g, ok, d in rows]
     L += [""]
@@ -118,6 +121,8 @@ def write(results: dict, out: Path) -> Path:
     if long:
         L += long_section(long)
     L += speaking_section(results)
+    if results.get("failover"):
+        L += failover_section(results["failover"])
     L += method_section(meta)
     out.mkdir(parents=True, exist_ok=True)
     if lat:

@@ -53,7 +53,7 @@ def row(result: Result, tracker: Tracker, stamp0: int, run_start: float) -> dict
     tokens_per_s = f.eval_count / (f.eval_duration_ns / 1e9) if f.eval_count and f.eval_duration_ns else None
     first = tracker.first_partial_mono(f.request_id)
     return out | {
-        "answer": f.text, "request_id": f.request_id, "model": f.model, "done_reason": f.done_reason,
+        "answer": f.text, "request_id": f.request_id, "model": f.model, "server": f.server, "done_reason": f.done_reason,
         "error": f.error, "time_to_first_chunk_s": f.time_to_first_chunk_s, "total_time_s": f.total_time_s,
         "tokens_per_s": tokens_per_s, "prompt_eval_count": f.prompt_eval_count, "eval_count": f.eval_count,
         "eval_duration_ns": f.eval_duration_ns, "total_duration_ns": f.total_duration_ns,
@@ -151,9 +151,9 @@ def markdown(report: dict) -> str:
     out += [md_table(["metric", "value"], rows), "", "![latency per utterance](latency.png)", "",
             "## Utterances", ""]
     per = [[r["index"], r["session_id"], r["prompt"], r["answer"], r.get("time_to_first_chunk_s"),
-            r.get("total_time_s"), r.get("tokens_per_s"), r.get("done_reason") or r["status"], r["error"]]
+            r.get("total_time_s"), r.get("tokens_per_s"), r.get("done_reason") or r["status"], r.get("server"), r["error"]]
            + ([_verdict(r)] if report["expect"] else []) for r in report["utterances"]]
-    heads = ["#", "session", "prompt", "answer", "first chunk (s)", "total (s)", "tokens/s", "done", "error"]
+    heads = ["#", "session", "prompt", "answer", "first chunk (s)", "total (s)", "tokens/s", "done", "server", "error"]
     out += [md_table(heads + (["expect"] if report["expect"] else []), per), ""]
     if report["expect"] and report["expect"]["failed"]:
         out += ["## Failed expectations", ""]

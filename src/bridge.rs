@@ -2,16 +2,17 @@
 //! completed exchanges, and answers reset / model checks. No ROS here: the ROS layer calls
 //! [`Bridge::submit`] from its subscription loops (it never waits) and implements [`Outputs`].
 
-use crate::config::{Config, ConfigHandle};
+use crate::config::{ApiKeys, Config, ConfigHandle};
 use crate::context::ContextWindows;
 use crate::exchange;
+use crate::fleet::{Fleet, FleetCache};
 use crate::history_files::HistoryFiles;
 use crate::ollama::{Client, OllamaError};
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs, SessionState};
 use crate::session::{Admission, Limits, Request, SessionStore, Turn, Withdrawn};
 use crate::senses::Senses;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -40,10 +41,11 @@ struct Inner {
     /// Parent of every job's cancel token: cancelling it cancels everything.
     shutdown: CancellationToken,
     workers: TaskTracker,
-    /// The HTTP client for the current URL and timeouts; rebuilt when they change.
-    client: Mutex<Option<(ClientKey, Client)>>,
-    /// `OLLAMA_API_KEY`, read once at start.
-    api_key: Option<String>,
+    /// The servers of the current `ollama_url` (clients, health, affinity); rebuilt when the
+    /// servers, the API or the timeouts change.
+    fleets: FleetCache,
+    /// `OLLAMA_API_KEY` and `OPENAI_API_KEY`, read once at start.
+    keys: ApiKeys,
     /// Camera and tools ([`Bridge::set_senses`]); without them requests are text only.
     senses: OnceLock<Arc<Senses>>,
     /// Context windows of the models used, looked up on the server once in a while.
@@ -104,8 +106,8 @@ impl Bridge {
                 next_request_id: AtomicU64::new(1),
                 shutdown: CancellationToken::new(),
                 workers: TaskTracker::new(),
-                client: Mutex::new(None),
-                api_key: crate::config::api_key_from_env(),
+                fleets: FleetCache::default(),
+                keys: ApiKeys::from_env(),
                 senses: OnceLock::new(),
                 windows: ContextWindows::new(),
             }),
@@ -234,9 +236,15 @@ impl Bridge {
         }
     }
 
-    /// The HTTP client for the current `ollama_url` and timeouts (shared with the requests).
+    /// The HTTP client of the first server of `ollama_url` (with one server: the server),
+    /// with the current timeouts (shared with the requests).
     pub fn client(&self) -> Result<Client, OllamaError> {
-        self.inner.client(&self.inner.config.get())
+        self.fleet().map(|fleet| fleet.first().clone())
+    }
+
+    /// Every server of `ollama_url` and what is known about them (shared with the requests).
+    pub fn fleet(&self) -> Result<Arc<Fleet>, OllamaError> {
+        self.inner.fleet(&self.inner.config.get())
     }
 
     /// Clears one session (`""` = all). A request of it that is streaming is cancelled and
@@ -303,27 +311,23 @@ impl Bridge {
         }
     }
 
-    /// Asks the server whether `model` exists. `Err` says why not, in words for a person.
-    pub async fn check_model(&self, model: &str) -> Result<(), String> {
+    /// Asks the servers whether they have `model`: `Ok` when one that answers has it, with a
+    /// note naming those that lack it (empty when none do); `Err` says why not, for a person
+    /// (see [`Fleet::check_model`]).
+    pub async fn check_model(&self, model: &str) -> Result<String, String> {
         let model = model.trim();
         if model.is_empty() {
             return Err("the model name is empty".into());
         }
-        let config = self.inner.config.get();
-        let client = self.inner.client(&config).map_err(|e| e.to_string())?;
-        match client.show(model).await {
-            Ok(_) => Ok(()),
-            Err(OllamaError::Status { code: 404, .. }) => Err(format!(
-                "model '{model}' not found on the Ollama server at {}: pull it first (`ollama pull {model}`)", config.shown_url())),
-            Err(e) => Err(format!("could not check model '{model}': {e}")),
-        }
+        let fleet = self.fleet().map_err(|e| e.to_string())?;
+        fleet.check_model(model).await
     }
 
     /// Looks up the current model's context window (`/api/show`) into the cache the requests use,
     /// as the first request would; for `warm_up`, so that the first answer does not wait for it.
     pub async fn look_up_context_window(&self) {
         let config = self.inner.config.get();
-        if let Ok(client) = self.inner.client(&config) {
+        if let Ok(client) = self.client() {
             self.inner.windows.window(&client, &config).await;
         }
     }
@@ -346,18 +350,9 @@ impl Inner {
         Request { id, session_id: session_id.to_string(), text, arrived, attach_image: false }
     }
 
-    /// The client for `config`'s URL and timeouts (cached; cheap to clone).
-    fn client(&self, config: &Config) -> Result<Client, OllamaError> {
-        let key: ClientKey = (config.ollama_url.clone(), config.connect_timeout, config.load_timeout, config.request_timeout);
-        let mut cached = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached_key, client)) = cached.as_ref() {
-            if *cached_key == key {
-                return Ok(client.clone());
-            }
-        }
-        let client = Client::new(config.client_config(self.api_key.clone()))?;
-        *cached = Some((key, client.clone()));
-        Ok(client)
+    /// The fleet for `config`'s servers, API and timeouts (cached).
+    fn fleet(&self, config: &Config) -> Result<Arc<Fleet>, OllamaError> {
+        self.fleets.get(config, &self.keys)
     }
 
     /// Answers an input that will not be sent to Ollama.
@@ -381,9 +376,6 @@ impl Inner {
         });
     }
 }
-
-/// What a cached client was built from: URL, connect, load and idle timeouts.
-type ClientKey = (String, Duration, Duration, Duration);
 
 /// Validates an input before it is queued.
 fn check_input(request: &Request, config: &Config) -> Result<(), String> {
@@ -419,7 +411,8 @@ async fn run_session(inner: Arc<Inner>, session_id: String) {
             Some(_permit) => {
                 inner.outputs.state(&session_id, job.request.id, SessionState::Thinking);
                 let senses = inner.senses.get().map(Arc::as_ref);
-                exchange::run(inner.client(&config), &config, &job, inner.outputs.as_ref(), senses, &inner.windows).await
+                let route = inner.fleet(&config).map(|fleet| fleet.route(&session_id, &config.model));
+                exchange::run(route, &config, &job, inner.outputs.as_ref(), senses, &inner.windows).await
             }
             None => {
                 inner.reject(job.request.clone(), &config, Ending::Cancelled);

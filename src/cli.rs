@@ -51,7 +51,8 @@ pub fn usage() -> String {
         out += &format!("  {} ({}{range}{read_only}; default {default})\n      {}\n",
             spec.name, spec.kind.type_name(), spec.description());
     }
-    out += "\nEnvironment: OLLAMA_HOST (server when ollama_url is \"\"), OLLAMA_API_KEY (bearer token).\n\
+    out += "\nEnvironment: OLLAMA_HOST (server when ollama_url is \"\"), OLLAMA_API_KEY (bearer token), \
+            OPENAI_API_KEY (bearer token with api openai, before OLLAMA_API_KEY).\n\
             Exit codes: 0 stopped by SIGINT/SIGTERM, 1 ROS could not start, 2 bad arguments or parameter values.\n";
     out
 }

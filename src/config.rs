@@ -7,11 +7,13 @@
 //! new one after every accepted change, so changes apply to the next request.
 
 pub mod params;
+pub mod servers;
 
 use crate::images::AttachImage;
-use crate::ollama::{ClientConfig, Format, KeepAlive};
+use crate::ollama::{Api, ClientConfig, Format, KeepAlive};
 use params::{parameters, Kind};
 pub use params::{redact_url, spec, ParamSpec};
+pub use servers::ApiKeys;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -26,8 +28,10 @@ const SECONDS: Kind = Kind::Float { min: 0.001, max: 1e9 };
 const MANY: i64 = 1_000_000_000;
 
 parameters! {
-    /// Ollama server URL ("" = $OLLAMA_HOST as Ollama's client reads it, else http://127.0.0.1:11434); a password in it is shown as ***
+    /// Ollama server URL, or several separated by commas (a fleet: sessions stay on their server, failover to the others) ("" = $OLLAMA_HOST as Ollama's client reads it, else http://127.0.0.1:11434); a password in it is shown as ***
     ollama_url: String = default_ollama_url(), Kind::Text, false;
+    /// Wire API of the servers: ollama (/api/chat) or openai (/v1/chat/completions of vLLM, SGLang, TGI, llama.cpp's server, LiteLLM, Ollama's /v1)
+    api: String = "ollama", Kind::Choice(&["ollama", "openai"]), false;
     /// Model used for new requests; changes are checked against the server first
     model: String = "llama3.2", Kind::Text, false;
     /// System prompt sent first in every conversation ("" = none)
@@ -115,7 +119,11 @@ pub fn default_ollama_url() -> String {
 /// The parsed, validated form of [`Params`] that one request uses from start to end.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The servers joined with `,` (normalised: trimmed, no trailing `/`).
     pub ollama_url: String,
+    /// The servers of `ollama_url`, in order (one or more).
+    pub servers: Vec<String>,
+    pub api: Api,
     pub model: String,
     pub system_prompt: String,
     pub options: Option<Map<String, Value>>,
@@ -200,13 +208,8 @@ impl Config {
     /// keep_alive, format); the first bad one is reported.
     pub fn from_params(p: &Params) -> Result<Config, InvalidParam> {
         p.check()?;
-        let ollama_url = match p.ollama_url.trim() {
-            "" => default_ollama_url(),
-            url => url.trim_end_matches('/').to_string(),
-        };
-        if !(ollama_url.starts_with("http://") || ollama_url.starts_with("https://")) {
-            return Err(invalid("ollama_url", format!("'{}' must start with http:// or https://", redact_url(&p.ollama_url))));
-        }
+        let servers = servers::parse_servers(&p.ollama_url, default_ollama_url).map_err(|e| invalid("ollama_url", e))?;
+        let api = Api::parse(&p.api).ok_or_else(|| invalid("api", "must be 'ollama' or 'openai'"))?;
         if p.model.trim().is_empty() {
             return Err(invalid("model", "must not be empty"));
         }
@@ -225,7 +228,9 @@ impl Config {
         // ranges were checked against the table above
         let in_range = |name, value: i64| u32::try_from(value).map_err(|_| invalid(name, "out of range"));
         Ok(Config {
-            ollama_url,
+            ollama_url: servers.join(","),
+            servers,
+            api,
             model: p.model.trim().to_string(),
             system_prompt: p.system_prompt.clone(),
             options: parse_options(&p.options_json)?,
@@ -273,22 +278,18 @@ impl Config {
         redact_url(&self.ollama_url)
     }
 
-    /// The Ollama client settings this config asks for, with `api_key` (see [`api_key_from_env`]).
-    pub fn client_config(&self, api_key: Option<String>) -> ClientConfig {
-        ClientConfig {
-            base_url: self.ollama_url.clone(),
+    /// The client settings of each server, in `ollama_url`'s order, with the key for `api`.
+    pub fn client_configs(&self, keys: &ApiKeys) -> Vec<ClientConfig> {
+        let api_key = keys.for_api(self.api);
+        self.servers.iter().map(|url| ClientConfig {
+            base_url: url.clone(),
             connect_timeout: self.connect_timeout,
             load_timeout: self.load_timeout,
             idle_timeout: self.request_timeout,
-            api_key,
-        }
+            api_key: api_key.clone(),
+            api: self.api,
+        }).collect()
     }
-}
-
-/// The API key for an authenticating proxy in front of Ollama. Read from the environment only:
-/// ROS parameters are world-readable.
-pub fn api_key_from_env() -> Option<String> {
-    std::env::var("OLLAMA_API_KEY").ok().filter(|k| !k.trim().is_empty())
 }
 
 /// The current [`Config`], shared between the ROS layer (which updates it) and the requests

@@ -10,7 +10,9 @@
 //!    ≥ 23 GiB → 32768, else 4096; llm/server.go then clamps `num_ctx` to the trained length. The node
 //!    cannot see the server's VRAM or environment, so it assumes the smallest tier; a bigger server
 //!    window is used by setting `context_tokens` (or `num_ctx`). Looked up once per server and model
-//!    and kept for [`WINDOW_TTL`].
+//!    and kept for [`WINDOW_TTL`]. With `api: openai` the lookup is the model's `/v1/models` entry
+//!    (see `ollama::openai`): the window the engine serves (vLLM `max_model_len`, llama.cpp's
+//!    server `meta.n_ctx`), capped the same way; with several servers, the one the request goes to.
 //!
 //! # The reply reserve
 //! `num_predict` from `options_json` when > 0, else parameter `reply_reserve_tokens`.

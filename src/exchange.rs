@@ -1,9 +1,11 @@
-//! One exchange: the session's history plus the new input → a streaming `/api/chat` →
-//! partials as they arrive → the final response. Retries happen only before anything was
-//! published, so a listener never sees a partial twice.
+//! One exchange: the session's history plus the new input → a streaming `/api/chat` (on the
+//! server its [`Route`] picks, moving to another before output if one fails) → partials as they
+//! arrive → the final response. Retries happen only before anything was published, so a
+//! listener never sees a partial twice.
 
 use crate::config::Config;
-use crate::ollama::{ChatChunk, ChatRequest, Client, Message, OllamaError, StallLimit, Think, ToolCall};
+use crate::fleet::Route;
+use crate::ollama::{ChatChunk, ChatRequest, Message, OllamaError, StallLimit, Think, ToolCall};
 use crate::answer::Answer;
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
 use crate::senses::Senses;
@@ -61,30 +63,31 @@ enum Failure {
 /// published: the caller commits the exchange (history, `history_dir`) first, so whoever sees a
 /// final can rely on its exchange being saved.
 pub async fn run(
-    client: Result<Client, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs, senses: Option<&Senses>,
+    route: Result<Route, OllamaError>, config: &Config, job: &Job, outputs: &dyn Outputs, senses: Option<&Senses>,
     windows: &ContextWindows,
 ) -> ExchangeOutcome {
     let request = &job.request;
     let mut progress = Progress { answer: Answer::new(config), tool_calls: Vec::new() };
     let mut fit = None;
-    let result = match client {
-        Ok(client) => match fit_history(&client, config, job, windows).await {
+    let result = match &route {
+        Ok(route) => match fit_history(route, config, job, windows).await {
             Ok(planned) => {
                 let mut chat = chat_request(config, &job.history[planned.dropped..], &request.text);
                 fit = Some(planned);
-                converse(&client, config, &mut chat, job, outputs, senses, &mut progress).await
+                converse(route, config, &mut chat, job, outputs, senses, &mut progress).await
             }
             Err(failure) => Err(failure),
         },
-        Err(e) => Err(Failure::Ollama(e)),
+        Err(e) => Err(Failure::Ollama(e.clone())),
     };
+    let server = route.as_ref().map_or_else(|_| config.shown_url(), Route::server);
     let (ending, counters) = match result {
         Ok((reason, counters)) => {
             progress.answer.finish(request, outputs);
             (Ending::Done(reason), counters)
         }
         Err(Failure::Cancelled) => (Ending::Cancelled, Counters::default()),
-        Err(Failure::Ollama(e)) => (Ending::Error(describe_error(&e, config)), Counters::default()),
+        Err(Failure::Ollama(e)) => (Ending::Error(describe_error(&e, config, &server)), Counters::default()),
         Err(Failure::Refused(why)) => (Ending::Error(why), Counters::default()),
     };
     let answer = progress.answer;
@@ -107,19 +110,20 @@ pub async fn run(
         time_to_first_chunk_s: answer.first_chunk.map(since).unwrap_or(0.0),
         total_time_s: since(Instant::now()),
         chunk_count: answer.seq,
-        server: config.shown_url(),
+        server,
     };
     ExchangeOutcome { response, turn, dropped_turns }
 }
 
 /// Which exchanges of the job's history fit the context window with its input (see
 /// `context::fit`); looking the window up stops when the job is cancelled.
-async fn fit_history(client: &Client, config: &Config, job: &Job, windows: &ContextWindows) -> Result<context::Fit, Failure> {
+async fn fit_history(route: &Route, config: &Config, job: &Job, windows: &ContextWindows) -> Result<context::Fit, Failure> {
     let request = &job.request;
+    let client = route.client();
     let planned = tokio::select! {
         biased;
         _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
-        planned = context::plan(windows, client, config, &job.history, &request.text) => planned,
+        planned = context::plan(windows, &client, config, &job.history, &request.text) => planned,
     };
     match planned {
         Ok(fit) if fit.dropped > 0 => {
@@ -139,17 +143,17 @@ async fn fit_history(client: &Client, config: &Config, job: &Job, windows: &Cont
 /// `senses` (see [`Senses::prepare`]), each tool round's results are sent back by the
 /// [`crate::tools::ToolRounds`] it returns. Counters add up over the rounds.
 async fn converse(
-    client: &Client, config: &Config, chat: &mut ChatRequest, job: &Job, outputs: &dyn Outputs, senses: Option<&Senses>,
+    route: &Route, config: &Config, chat: &mut ChatRequest, job: &Job, outputs: &dyn Outputs, senses: Option<&Senses>,
     progress: &mut Progress,
 ) -> Result<(String, Counters), Failure> {
     let mut rounds = match senses {
-        Some(senses) => senses.prepare(client, config, &job.request, chat).await.map_err(Failure::Refused)?,
+        Some(senses) => senses.prepare(&route.client(), config, &job.request, chat).await.map_err(Failure::Refused)?,
         None => None,
     };
     let mut total = Counters::default();
     loop {
         let answer_start = progress.answer.text.len();
-        let (reason, counters) = stream_with_retries(client, config, chat, job, outputs, progress).await?;
+        let (reason, counters) = stream_with_retries(route, config, chat, job, outputs, progress).await?;
         total = add_counters(total, counters);
         let calls = std::mem::take(&mut progress.tool_calls);
         let more = match rounds.as_mut() {
@@ -180,11 +184,11 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 async fn stream_with_retries(
-    client: &Client, config: &Config, chat: &ChatRequest, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
+    route: &Route, config: &Config, chat: &ChatRequest, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
 ) -> Result<(String, Counters), Failure> {
     let mut attempt = 0;
     loop {
-        match stream_once(client, chat, job, outputs, progress).await {
+        match stream_once(route, chat, job, outputs, progress).await {
             Err(Failure::Ollama(e)) if progress.answer.untouched() && e.is_retryable_before_output() && attempt < config.max_retries => {
                 attempt += 1;
                 progress.answer.restart(config);
@@ -202,13 +206,13 @@ async fn stream_with_retries(
 }
 
 async fn stream_once(
-    client: &Client, chat: &ChatRequest, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
+    route: &Route, chat: &ChatRequest, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
 ) -> Result<(String, Counters), Failure> {
     let request = &job.request;
     let mut stream = tokio::select! {
         biased;
         _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
-        opened = client.chat_stream(chat) => opened.map_err(Failure::Ollama)?,
+        opened = route.chat_stream(chat) => opened.map_err(Failure::Ollama)?,
     };
     loop {
         let next = tokio::select! {
@@ -247,15 +251,15 @@ fn counters(chunk: &ChatChunk) -> Counters {
 }
 
 /// The `error` text of a failed request: the client's own description (cause and what to do),
-/// plus which model and server it was. (The client already scrubs the API key from every error
-/// it returns, including text a server echoes back.)
-pub fn describe_error(e: &OllamaError, config: &Config) -> String {
+/// plus which model and `server` (shown URL) it was. (The client already scrubs the API key from
+/// every error it returns, including text a server echoes back.)
+pub fn describe_error(e: &OllamaError, config: &Config, server: &str) -> String {
     let setting = match e.stall_limit() {
         Some(StallLimit::Load) => " (the wait for the first line is load_timeout_s)",
         Some(StallLimit::Idle) => " (the silence limit between lines is request_timeout_s)",
         None => "",
     };
-    format!("{e}{setting} [model '{}' at {}]", config.model, config.shown_url())
+    format!("{e}{setting} [model '{}' at {server}]", config.model)
 }
 
 #[cfg(test)]

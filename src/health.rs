@@ -1,17 +1,19 @@
 //! Health of the LLM path, as `/diagnostics` reports it (no ROS here).
 //!
 //! Three sources: [`Stats`] counts every final response (fed by the [`Counting`] outputs
-//! wrapper); a probe asks the server every [`PROBE_INTERVAL`] (`/api/version`, `/api/tags`,
-//! `/api/ps`), busy or idle; [`crate::bridge::Bridge::activity`] says what runs and waits.
-//! [`news`] says at WARN/INFO what changed between probes (the first runs at start: a server
-//! that is not there, or a model that is not on it, is logged at once with the models it has).
-//! [`Health::report`] turns them into one status: ERROR when the server cannot be reached, WARN
-//! when the model is not on it, every request slot is taken with inputs waiting, or requests
-//! failed on the server in the last [`RECENT_ERRORS_WINDOW`]; OK otherwise.
+//! wrapper); a probe asks every server of `ollama_url` every [`PROBE_INTERVAL`] (`/api/version`,
+//! `/api/tags`, `/api/ps`, or `/v1/models` with `api: openai`), busy or idle;
+//! [`crate::bridge::Bridge::activity`] says what runs and waits. [`news`] says at WARN/INFO what
+//! changed between probes (the first runs at start: a server that is not there, or a model that
+//! is not on it, is logged at once with the models it has). [`Health::report`] turns them into
+//! one status: ERROR when no server can be reached, WARN when some cannot, the model is on none
+//! of those that answer, every request slot is taken with inputs waiting, or requests failed on a
+//! server in the last [`RECENT_ERRORS_WINDOW`]; OK otherwise. `hardware_id` is the server list.
 
 use crate::bridge::{Activity, Bridge};
 use crate::config::{Config, ConfigHandle};
-use crate::ollama::{Client, OllamaError};
+use crate::fleet::Fleet;
+use crate::ollama::{Api, Client, OllamaError};
 use crate::outputs::{pass_on_speech_outputs, Ending, FinalResponse, Outputs, Partial};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -130,24 +132,57 @@ pub struct Probe {
     pub outcome: Result<ServerFacts, String>,
 }
 
-/// Facts from a reachable server.
+/// Facts from the servers that answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerFacts {
-    /// `/api/version`.
+    /// `/api/version` (`openai` with `api: openai`), of each server that answered (distinct).
     pub version: String,
-    /// The model is in `/api/tags`.
+    /// The model is in `/api/tags` of one of them.
     pub model_present: bool,
-    /// The model is in `/api/ps`.
+    /// The model is in `/api/ps` of one of them.
     pub model_loaded: bool,
     /// Every model the server has (`/api/tags` names, e.g. `llama3.2:latest`), for the warning
     /// that names them when the configured model is missing.
     pub models: Vec<String>,
+    /// Why each server that did not answer did not (empty with one server).
+    pub unreachable: Vec<String>,
 }
 
-/// Asks the server for its version, models and loaded models.
-pub async fn probe(client: Result<Client, OllamaError>, model: &str) -> Result<ServerFacts, String> {
-    let client = client.map_err(|e| e.to_string())?;
+/// Asks every server for its version, models and loaded models, at once. `Err` when none
+/// answered (the reasons joined with "; ").
+pub async fn probe(fleet: Result<Arc<Fleet>, OllamaError>, model: &str) -> Result<ServerFacts, String> {
+    let fleet = fleet.map_err(|e| e.to_string())?;
+    let asked = futures::future::join_all(fleet.servers().iter().map(|s| probe_one(&s.client, model))).await;
+    let (mut versions, mut unreachable, mut models) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut model_present, mut model_loaded) = (false, false);
+    for outcome in asked {
+        match outcome {
+            Ok(facts) => {
+                if !versions.contains(&facts.version) {
+                    versions.push(facts.version);
+                }
+                model_present |= facts.model_present;
+                model_loaded |= facts.model_loaded;
+                models.extend(facts.models.into_iter().filter(|m| !models.contains(m)).collect::<Vec<_>>());
+            }
+            Err(why) => unreachable.push(why),
+        }
+    }
+    if versions.is_empty() {
+        return Err(unreachable.join("; "));
+    }
+    Ok(ServerFacts { version: versions.join(", "), model_present, model_loaded, models, unreachable })
+}
+
+/// [`probe`] of one server (with `api: openai`, one `/v1/models` answers all three).
+async fn probe_one(client: &Client, model: &str) -> Result<ServerFacts, String> {
     let asked = async {
+        if client.api() == Api::OpenAi {
+            let models: Vec<String> = client.ps().await?.into_iter().map(|m| m.name).collect();
+            let served = models.iter().any(|m| same_model(m, model));
+            let unreachable = Vec::new();
+            return Ok(ServerFacts { version: "openai".into(), model_present: served, model_loaded: served, models, unreachable });
+        }
         let version = client.version().await?;
         let (tags, loaded) = tokio::join!(client.tags(), client.ps());
         let models = tags?;
@@ -156,6 +191,7 @@ pub async fn probe(client: Result<Client, OllamaError>, model: &str) -> Result<S
             model_present: models.iter().any(|m| same_model(m, model)),
             model_loaded: loaded?.iter().any(|m| same_model(&m.name, model)),
             models,
+            unreachable: Vec::new(),
         })
     };
     match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
@@ -164,29 +200,20 @@ pub async fn probe(client: Result<Client, OllamaError>, model: &str) -> Result<S
     }
 }
 
-/// Whether two model names mean the same model: case-insensitive, a missing tag is `latest`
-/// (Ollama's `types/model/name.go` defaults).
-pub fn same_model(a: &str, b: &str) -> bool {
-    fn full(name: &str) -> String {
-        let name = name.trim().to_ascii_lowercase();
-        let tagged = name.rsplit('/').next().is_some_and(|last| last.contains(':'));
-        if tagged { name } else { name + ":latest" }
-    }
-    full(a) == full(b)
-}
+pub use crate::ollama::same_model;
 
 pub use crate::ollama::redact_url as redacted_url;
 
-/// `text` with the password of `url` (if it has one) replaced by `xxxxx`: error texts quote the
-/// URL they failed on.
-pub fn scrub_password(text: &str, url: &str) -> String {
-    match reqwest::Url::parse(url) {
+/// `text` with the password of each comma-separated URL of `urls` (if it has one) replaced by
+/// `xxxxx`: error texts quote the URL they failed on.
+pub fn scrub_password(text: &str, urls: &str) -> String {
+    urls.split(',').fold(text.to_string(), |text, url| match reqwest::Url::parse(url.trim()) {
         Ok(parsed) => match parsed.password().filter(|p| !p.is_empty()) {
             Some(password) => text.replace(password, "xxxxx"),
-            None => text.to_string(),
+            None => text,
         },
-        Err(_) => text.to_string(),
-    }
+        Err(_) => text,
+    })
 }
 
 /// The node's health: probes the server in the background, reports on demand.
@@ -211,7 +238,7 @@ impl Health {
         loop {
             tick.tick().await;
             let config = self.config.get();
-            let outcome = probe(self.bridge.client(), &config.model).await;
+            let outcome = probe(self.bridge.fleet(), &config.model).await;
             let probe = Probe { url: config.ollama_url.clone(), model: config.model.clone(), outcome };
             let mut last = self.last_probe.lock().unwrap_or_else(|e| e.into_inner());
             for (level, line) in news(last.as_ref(), &probe) {
@@ -274,7 +301,7 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
     let (requests_total, errors_total, last_error, recent_errors, ttft) = stats.snapshot(now);
     let probe = probe.filter(|p| p.url == config.ollama_url);
     let facts = probe.and_then(|p| p.outcome.as_ref().ok()).filter(|_| probe.is_some_and(|p| p.model == config.model));
-    let url = redacted_url(&config.ollama_url);
+    let url = config.shown_url();
     let mut level = Level::Ok;
     let mut reasons = Vec::new();
     let mut raise = |to: Level, why: String| {
@@ -284,6 +311,8 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
     match probe.map(|p| &p.outcome) {
         None => raise(Level::Warn, format!("the Ollama server at {url} has not been checked yet")),
         Some(Err(why)) => raise(Level::Error, format!("the Ollama server is unreachable: {why}")),
+        Some(Ok(facts)) if !facts.unreachable.is_empty() => raise(Level::Warn, format!(
+            "{} of {} servers unreachable: {}", facts.unreachable.len(), config.servers.len(), facts.unreachable.join("; "))),
         Some(Ok(_)) => {}
     }
     if facts.is_some_and(|f| !f.model_present) {

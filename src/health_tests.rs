@@ -12,7 +12,7 @@ fn config() -> Config {
 
 fn reachable(model_present: bool, model_loaded: bool) -> Probe {
     let models = ["qwen3:0.6b"].into_iter().chain(model_present.then_some("llama3.2:latest")).map(String::from).collect();
-    let facts = ServerFacts { version: "0.12.3".into(), model_present, model_loaded, models };
+    let facts = ServerFacts { version: "0.12.3".into(), model_present, model_loaded, models, unreachable: Vec::new() };
     Probe { url: "http://gpu:11434".into(), model: "llama3.2".into(), outcome: Ok(facts) }
 }
 
@@ -197,4 +197,22 @@ fn news_lists_at_most_twenty_models_and_never_a_password() {
     let mut down = probe.clone();
     down.outcome = Err("cannot connect to Ollama at http://bob:s3cret@gpu:11434".into());
     assert!(!news(None, &down)[0].1.contains("s3cret"));
+}
+
+#[test]
+fn several_servers_warn_while_some_do_not_answer_and_show_the_list() {
+    let mut params = Params::with_defaults();
+    params.ollama_url = "http://gpu:11434,http://bob:s3cret@gpu2:11434".into();
+    let config = Config::from_params(&params).unwrap();
+    let mut probe = reachable(true, false);
+    probe.url = config.ollama_url.clone();
+    if let Ok(facts) = probe.outcome.as_mut() {
+        facts.unreachable = vec!["cannot connect to Ollama at http://bob:s3cret@gpu2:11434 (Connection refused)".into()];
+    }
+    let report = assess(&config, Some(&probe), IDLE, &Stats::default(), Instant::now());
+    assert_eq!(report.level, Level::Warn, "{report:?}");
+    assert!(report.message.starts_with("1 of 2 servers unreachable: cannot connect"), "{}", report.message);
+    assert!(!report.message.contains("s3cret"), "{}", report.message);
+    assert_eq!(report.hardware_id, "http://gpu:11434,http://bob:***@gpu2:11434");
+    assert_eq!(value(&report, "ollama_url"), report.hardware_id);
 }

@@ -17,6 +17,9 @@
 //!   commits completed exchanges, answers reset and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
+//! * `fleet`: the servers of `ollama_url` (one or several) behind the one client: session
+//!   affinity, new sessions to the least busy server with the model, failover before output,
+//!   down servers probed until they answer again.
 //! * `context`: the context budget: the model's window, each exchange's tokens, which oldest
 //!   exchanges to leave out (in blocks, so the server's prompt cache stays useful).
 //! * `answer`: one request's answer as published: content → `speech` → partials, reasoning,
@@ -39,7 +42,8 @@
 //!   schemas from the installed type descriptions, the tool round loop, the `ToolExecutor` trait
 //!   that `ros::tools` implements.
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
-//!   the error enum that names every failure.
+//!   the error enum that names every failure; its `openai` wire speaks the OpenAI-compatible
+//!   API (`api: openai`: vLLM, llama.cpp's server, LiteLLM, ...) behind the same calls.
 
 pub mod answer;
 pub mod bridge;
@@ -47,6 +51,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod exchange;
+pub mod fleet;
 pub mod goals;
 pub mod health;
 pub mod history_files;

@@ -25,6 +25,10 @@ from harness import NodeProcess, RosClient, fresh_namespace  # noqa: E402
 from ollama_server.testing import EmulatorProcess  # noqa: E402
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: runs a real model on the CPU (llama.cpp); -m 'not slow' leaves it out")
+
+
 @pytest.fixture(scope="session")
 def ros():
     client = RosClient()

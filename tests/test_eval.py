@@ -240,7 +240,7 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     for r, req in zip(ok, logged):
         assert r["eval_count"] == req["outcome"]["eval_count"] == r["chunks"] == r["chunk_count"] > 1
         assert r["prompt_eval_count"] == req["outcome"]["prompt_eval_count"]
-        assert (r["done_reason"], r["error"], r["model"]) == ("stop", "", "llama3.2")
+        assert (r["done_reason"], r["error"], r["model"], r["server"]) == ("stop", "", "llama3.2", emu.url)
         assert r["tokens_per_s"] == pytest.approx(r["eval_count"] / (r["eval_duration_ns"] / 1e9))
         assert 0 < r["time_to_first_chunk_s"] <= r["total_time_s"] <= r["client_total_s"] + 0.05
     sent = [r["sent_at_s"] for r in ok]
@@ -258,6 +258,7 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
 
     md = (tmp_path / "run/report.md").read_text()
     assert "| total time p95 (s) |" in md and reply("thank you", 3) in md
+    assert "| done | server | error |" in md and f"| stop | {emu.url} |" in md, "the server that answered each"
     assert (tmp_path / "run/latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "3 ok, 0 failed" in result.stdout
 

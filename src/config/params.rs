@@ -225,14 +225,14 @@ pub(crate) use parameters;
 impl super::Params {
     /// Sets `name` from a value as a user wrote it: converted and range-checked by its [`Kind`].
     /// Read-only parameters are settable here (start-time overrides); the ROS layer refuses them
-    /// at run time. An `ollama_url` whose password is the redaction mark `***` is taken only when
-    /// it is exactly the URL shown now, and then keeps the real password (a client that read the
+    /// at run time. An `ollama_url` with a password that is the redaction mark `***` is taken only
+    /// when it is exactly the URL (list) shown now, and then keeps the real password (a client that read the
     /// parameter and writes it back must not replace the password with `***`).
     pub fn set(&mut self, name: &str, value: Value) -> Result<(), InvalidParam> {
         let spec = spec(name)?;
         let value = spec.kind.accept(value).map_err(|message| InvalidParam { name: name.to_string(), message })?;
         if let (true, Value::Text(url)) = (name == "ollama_url", &value) {
-            if password(url) == Some(REDACTED) {
+            if url.split(',').any(|one| password(one) == Some(REDACTED)) {
                 if *url == redact_url(&self.ollama_url) {
                     return Ok(());
                 }
@@ -277,6 +277,8 @@ fn password(url: &str) -> Option<&str> {
     userinfo.split_once(':').map(|(_, password)| password)
 }
 
-/// `url` with its password replaced by `***`: [`crate::ollama::redact_url`], the one place that
-/// knows how a server URL is shown.
-pub use crate::ollama::redact_url;
+/// `ollama_url` as it may be shown: each of its comma-separated URLs with the password replaced
+/// by `***` ([`crate::ollama::redact_url`], the one place that knows how a server URL is shown).
+pub fn redact_url(urls: &str) -> String {
+    urls.split(',').map(crate::ollama::redact_url).collect::<Vec<_>>().join(",")
+}

@@ -93,9 +93,14 @@ pub(crate) struct LineBody {
 impl LineBody {
     /// Starts reading `body` under `limits`.
     pub(crate) fn new(body: ByteStream, limits: Limits) -> LineBody {
+        Self::with_reader(body, limits, LineReader::new())
+    }
+
+    /// [`LineBody::new`] with a reader of other line rules (blank lines kept, for SSE).
+    pub(crate) fn with_reader(body: ByteStream, limits: Limits, reader: LineReader) -> LineBody {
         LineBody {
             body: Some(body),
-            reader: LineReader::new(),
+            reader,
             lines: VecDeque::new(),
             limits,
             deadline: Box::pin(tokio::time::sleep_until(limits.first_line_by)),

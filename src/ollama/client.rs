@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use serde::Deserialize;
 
 use super::body::Limits;
-use super::client_config::{self, ClientConfig};
+use super::client_config::{self, Api, ClientConfig};
 use super::credentials::{redact_url, split_userinfo, Credentials, Secrets};
 use super::error::{error_chain, OllamaError, StallLimit};
 use super::show::ShowResponse;
@@ -36,6 +36,8 @@ pub struct Client {
     pub(super) idle_timeout: Duration,
     /// Scrubbed from any server text echoed into an error.
     pub(super) secrets: Secrets,
+    /// The wire API the server speaks.
+    pub(super) api: Api,
 }
 
 impl fmt::Debug for Client {
@@ -46,6 +48,7 @@ impl fmt::Debug for Client {
             .field("load_timeout", &self.load_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("secrets", &self.secrets)
+            .field("api", &self.api)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +134,7 @@ impl Client {
             load_timeout: cfg.load_timeout,
             idle_timeout: cfg.idle_timeout,
             secrets,
+            api: cfg.api,
         })
     }
 
@@ -140,13 +144,24 @@ impl Client {
         &self.shown
     }
 
+    /// The wire API this client speaks.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
     /// `POST /api/chat` with `stream: true` (set here, whatever `req` says).
     ///
     /// Returns once the response headers arrived with a 2xx status; a non-2xx becomes
     /// [`OllamaError::Status`] carrying the `{"error": ...}` text (or the raw body, truncated).
     /// The headers and the first line must come within `connect_timeout + load_timeout`, later
     /// lines within `idle_timeout` of each other ([`OllamaError::Stalled`] says which).
+    ///
+    /// With [`Api::OpenAi`]: `POST /v1/chat/completions`, read into the same chunks (see
+    /// `openai`).
     pub async fn chat_stream(&self, req: &ChatRequest) -> Result<ChatStream, OllamaError> {
+        if self.api == Api::OpenAi {
+            return self.openai_chat_stream(req).await;
+        }
         let mut req = req.clone();
         req.stream = true;
         let (response, limits) = self.start_chat(&req, "application/x-ndjson").await?;
@@ -191,8 +206,12 @@ impl Client {
     }
 
     /// `POST /api/show {"model": ..}`: capabilities, details and model info; a missing model is
-    /// [`OllamaError::Status`] 404 (see [`OllamaError::is_model_not_found`]).
+    /// [`OllamaError::Status`] 404 (see [`OllamaError::is_model_not_found`]). With
+    /// [`Api::OpenAi`]: the model's entry of `GET /v1/models` (see `openai`).
     pub async fn show(&self, model: &str) -> Result<ShowResponse, OllamaError> {
+        if self.api == Api::OpenAi {
+            return self.openai_show(model).await;
+        }
         let url = self.endpoint("/api/show");
         log::debug!("POST {url}: model {model}");
         let body = serde_json::json!({ "model": model });
@@ -205,7 +224,11 @@ impl Client {
     }
 
     /// `GET /api/version`: the server's version string, e.g. `0.12.3`. A cheap liveness check.
+    /// With [`Api::OpenAi`] (no version call): `openai` once `GET /v1/models` answered.
     pub async fn version(&self) -> Result<String, OllamaError> {
+        if self.api == Api::OpenAi {
+            return self.openai_models().await.map(|_| "openai".to_owned());
+        }
         #[derive(Deserialize)]
         struct Version {
             version: String,
@@ -216,6 +239,15 @@ impl Client {
             .get_json(|http| http.get(&url).header(ACCEPT, "application/json"))
             .await?;
         Ok(v.version)
+    }
+
+    /// Whether the server answers at all, the cheapest way: `GET /` (Ollama answers `Ollama is
+    /// running`), or `GET /v1/models` with [`Api::OpenAi`]. Any 2xx is `Ok`.
+    pub async fn ping(&self) -> Result<(), OllamaError> {
+        let url = self.endpoint(if self.api == Api::OpenAi { "/v1/models" } else { "/" });
+        let (response, _) = self.send(|http| http.get(&url), StallLimit::Idle).await?;
+        drop(response);
+        Ok(())
     }
 
     /// The URL of `path` on this server (no user info: credentials go in a header).

@@ -21,6 +21,36 @@ pub const DEFAULT_PORT: &str = "11434";
 /// default `5m`, `envconfig/config.go`): the default [`ClientConfig::load_timeout`].
 pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Which wire API a server speaks (parameter `api`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// Ollama's own: `POST /api/chat` (NDJSON), `/api/show`, `/api/tags`, `/api/ps`, `/api/pull`.
+    #[default]
+    Ollama,
+    /// The OpenAI-compatible API of vLLM, SGLang, TGI, llama.cpp's server, LiteLLM and Ollama's
+    /// own `/v1`: `POST /v1/chat/completions` (server-sent events) and `GET /v1/models`.
+    OpenAi,
+}
+
+impl Api {
+    /// The parameter value: `ollama` or `openai`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::Ollama => "ollama",
+            Api::OpenAi => "openai",
+        }
+    }
+
+    /// `ollama` or `openai` (as the parameter is written); `None` for anything else.
+    pub fn parse(text: &str) -> Option<Api> {
+        match text.trim() {
+            "ollama" => Some(Api::Ollama),
+            "openai" => Some(Api::OpenAi),
+            _ => None,
+        }
+    }
+}
+
 /// How to reach Ollama. `Debug` never shows the API key or the URL's password.
 #[derive(Clone)]
 pub struct ClientConfig {
@@ -41,6 +71,8 @@ pub struct ClientConfig {
     /// Sent as `Authorization: Bearer <key>` when set (remote or proxied Ollama), unless the URL
     /// has user info: that belongs to this server and wins (Basic auth; the key is not sent).
     pub api_key: Option<String>,
+    /// The wire API the server speaks.
+    pub api: Api,
 }
 
 impl Default for ClientConfig {
@@ -52,6 +84,7 @@ impl Default for ClientConfig {
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             idle_timeout: Duration::from_secs(60),
             api_key: None,
+            api: Api::Ollama,
         }
     }
 }
@@ -64,6 +97,7 @@ impl fmt::Debug for ClientConfig {
             .field("load_timeout", &self.load_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api", &self.api)
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::fake_server::{json_reply, reply, Event, FakeServer, Step};
-use super::{ChatRequest, Client, ClientConfig, KeepAlive, Message, OllamaError, Think};
+use super::{Api, ChatRequest, Client, ClientConfig, KeepAlive, Message, OllamaError, Think};
 
 /// A client for `url` with short timeouts (real sockets, so real time).
 pub(crate) fn client(url: &str) -> Client {
@@ -16,6 +16,7 @@ pub(crate) fn client(url: &str) -> Client {
         load_timeout: Duration::from_millis(200),
         idle_timeout: Duration::from_millis(200),
         api_key: None,
+        api: Api::Ollama,
     })
     .expect("client")
 }

@@ -20,6 +20,7 @@ fn client_with(url: &str, userinfo: &str, api_key: Option<&str>) -> Client {
         load_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(300),
         api_key: api_key.map(Into::into),
+        ..ClientConfig::default()
     })
     .expect("client")
 }

@@ -59,6 +59,9 @@ pub enum OllamaError {
     },
     /// Any other transport failure (after connecting, before a response).
     Http(String),
+    /// The call has no equivalent in the server's API (`pull` or `unload` on an
+    /// OpenAI-compatible engine): the text says what to do instead.
+    Unsupported(String),
 }
 
 /// Which time limit of [`ClientConfig`](super::ClientConfig) a stall ran into.
@@ -110,6 +113,7 @@ impl OllamaError {
                 detail: clean(detail),
             },
             OllamaError::Http(t) => OllamaError::Http(clean(t)),
+            OllamaError::Unsupported(t) => OllamaError::Unsupported(clean(t)),
             other @ (OllamaError::ConnectTimeout { .. } | OllamaError::Stalled { .. }) => other,
         }
     }
@@ -126,6 +130,7 @@ impl OllamaError {
             OllamaError::Protocol(_) => "protocol",
             OllamaError::Truncated { .. } => "truncated",
             OllamaError::Http(_) => "http",
+            OllamaError::Unsupported(_) => "unsupported",
         }
     }
 
@@ -145,14 +150,15 @@ impl OllamaError {
         }
     }
 
-    /// True for Ollama's "model not found" answer (404 `model 'x' not found[, try pulling it first]`).
+    /// True for a server's "model not found" answer: Ollama's 404 `model 'x' not found[, try
+    /// pulling it first]`, vLLM's 404 ``The model `x` does not exist.``
     ///
     /// A 404 that does not mention a model (a wrong URL path, a proxy) is not this.
     pub fn is_model_not_found(&self) -> bool {
         match self {
             OllamaError::Status { code: 404, message } => {
                 let m = message.to_ascii_lowercase();
-                m.contains("model") && m.contains("not found")
+                m.contains("model") && (m.contains("not found") || m.contains("does not exist"))
             }
             _ => false,
         }
@@ -176,7 +182,9 @@ impl OllamaError {
             _ if self.is_model_not_found() => {
                 " - pull the model with `ollama pull <model>` or fix the model name"
             }
-            401 | 403 => " - check the credentials for this server: user and password in ollama_url, or the API key (OLLAMA_API_KEY)",
+            401 | 403 => {
+                " - check the credentials for this server: user and password in ollama_url, or the API key (OLLAMA_API_KEY, or OPENAI_API_KEY with api: openai)"
+            }
             404 => " - is ollama_url/OLLAMA_HOST pointing at Ollama itself, without an extra path?",
             429 | 503 => {
                 " - Ollama is busy; retry later or raise OLLAMA_NUM_PARALLEL/OLLAMA_MAX_QUEUE"
@@ -237,6 +245,7 @@ impl fmt::Display for OllamaError {
                  Ollama may have crashed or restarted, or a proxy cut the connection"
             ),
             OllamaError::Http(msg) => write!(f, "HTTP error talking to Ollama: {msg}"),
+            OllamaError::Unsupported(msg) => f.write_str(msg),
         }
     }
 }

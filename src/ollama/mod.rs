@@ -1,5 +1,6 @@
 //! A typed, ROS-free client for Ollama's chat API (`/api/chat` streaming, `/api/show`,
-//! `/api/version`).
+//! `/api/version`), and for the OpenAI-compatible API of other engines behind the same calls
+//! ([`Api::OpenAi`], module `openai`).
 //!
 //! # Layout
 //! In data-path order:
@@ -25,6 +26,9 @@
 //! * `params`, `keep_alive`: the polymorphic request fields [`Format`], [`Think`] and
 //!   [`KeepAlive`], with hand-written serde and parsers for parameter strings.
 //! * `error`: [`OllamaError`], one variant per fault (connect, status, stall, truncation, ...).
+//! * `openai`: the OpenAI-compatible wire (`/v1/chat/completions` as server-sent events,
+//!   `/v1/models`) mapped to the same requests, chunks and errors; [`Client`] switches to it
+//!   when [`ClientConfig::api`] is [`Api::OpenAi`].
 //!
 //! Tests: unit tests in each file; `chunk_tests` (a table of line variants, in memory);
 //! `client_tests`, `connection_tests` (stale pooled connections, time limits),
@@ -57,6 +61,7 @@ mod go_text;
 mod keep_alive;
 mod models;
 mod ndjson;
+mod openai;
 mod params;
 mod send;
 mod show;
@@ -73,7 +78,7 @@ mod connection_tests;
 #[cfg(test)]
 mod credentials_tests;
 #[cfg(test)]
-mod fake_server;
+pub(crate) mod fake_server;
 #[cfg(test)]
 mod models_tests;
 #[cfg(test)]
@@ -81,11 +86,11 @@ mod stream_tests;
 
 pub use chunk::{ChatChunk, ResponseMessage, DONE_REASON_END_OF_STREAM};
 pub use client::Client;
-pub use client_config::{ClientConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_PORT};
+pub use client_config::{Api, ClientConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_PORT};
 pub use credentials::redact_url;
 pub use error::{OllamaError, StallLimit};
 pub use keep_alive::KeepAlive;
-pub use models::{PullProgress, PullStream, RunningModel};
+pub use models::{same_model, PullProgress, PullStream, RunningModel};
 pub use ndjson::{Line, LineError, LineReader, MAX_LINE_BYTES};
 pub use params::{Format, ParamError, Think, ThinkLevel};
 pub use show::{ModelDetails, ShowResponse};

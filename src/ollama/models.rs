@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::body::{byte_stream, Event, Limits, LineBody};
 use super::chunk::{parse_line, ChatChunk};
 use super::client::Client;
+use super::client_config::Api;
 use super::credentials::Secrets;
 use super::error::{OllamaError, StallLimit};
 use super::go_json::{go_struct, GoStruct, Onto};
@@ -88,8 +89,12 @@ impl GoStruct for PullProgress {
 go_struct!(PullProgress);
 
 impl Client {
-    /// `GET /api/tags`: the names of the models the server has (`llama3.2:latest`, ...).
+    /// `GET /api/tags`: the names of the models the server has (`llama3.2:latest`, ...). With
+    /// [`Api::OpenAi`]: the ids of `GET /v1/models`.
     pub async fn tags(&self) -> Result<Vec<String>, OllamaError> {
+        if self.api == Api::OpenAi {
+            return Ok(self.openai_models().await?.into_iter().map(|card| card.id).collect());
+        }
         #[derive(Deserialize)]
         struct Tags {
             #[serde(default, deserialize_with = "null_default")]
@@ -108,8 +113,19 @@ impl Client {
         Ok(tags.models.into_iter().map(|m| m.name).collect())
     }
 
-    /// `GET /api/ps`: the models loaded in memory now.
+    /// `GET /api/ps`: the models loaded in memory now. With [`Api::OpenAi`]: every model of
+    /// `GET /v1/models` (an engine serves the models it has loaded), with its context length.
     pub async fn ps(&self) -> Result<Vec<RunningModel>, OllamaError> {
+        if self.api == Api::OpenAi {
+            let cards = self.openai_models().await?;
+            let running = cards.into_iter().map(|card| RunningModel {
+                name: card.id.clone(),
+                model: card.id,
+                context_length: card.context_length.unwrap_or(0),
+                ..RunningModel::default()
+            });
+            return Ok(running.collect());
+        }
         #[derive(Deserialize)]
         struct Ps {
             #[serde(default, deserialize_with = "null_default")]
@@ -129,7 +145,12 @@ impl Client {
     /// stream closes the connection, which stops the pull. A pull can be silent for minutes
     /// (checking a large layer's digest), so `load_timeout`, not `idle_timeout`, bounds every
     /// wait of it.
+    ///
+    /// With [`Api::OpenAi`]: [`OllamaError::Unsupported`] (engines load what they are started with).
     pub async fn pull(&self, model: &str) -> Result<PullStream, OllamaError> {
+        if self.api == Api::OpenAi {
+            return Err(self.unsupported("pulling a model", "start the engine with the model instead"));
+        }
         let url = self.endpoint("/api/pull");
         log::debug!("POST {url}: model {model}");
         let body = serde_json::json!({ "model": model, "stream": true });
@@ -161,19 +182,27 @@ impl Client {
     /// Loads `model` into memory (an `/api/chat` with no messages) and keeps it for
     /// `keep_alive` (`None` = the server's default). Returns Ollama's answer: `done_reason`
     /// `load`, `load_duration` set. The wait is bounded by `connect_timeout + load_timeout`.
+    /// With [`Api::OpenAi`]: the model check of `GET /v1/models` (engines keep their models
+    /// loaded), answered the same way; `keep_alive` has no equivalent.
     pub async fn load(
         &self,
         model: &str,
         keep_alive: Option<KeepAlive>,
     ) -> Result<ChatChunk, OllamaError> {
+        if self.api == Api::OpenAi {
+            return self.openai_load(model).await;
+        }
         let mut req = ChatRequest::new(model, Vec::new());
         req.keep_alive = keep_alive;
         self.chat_once(&req).await
     }
 
     /// Unloads `model` from memory now (an `/api/chat` with no messages and `keep_alive: 0`);
-    /// Ollama answers `done_reason: "unload"`.
+    /// Ollama answers `done_reason: "unload"`. With [`Api::OpenAi`]: [`OllamaError::Unsupported`].
     pub async fn unload(&self, model: &str) -> Result<ChatChunk, OllamaError> {
+        if self.api == Api::OpenAi {
+            return Err(self.unsupported("unloading a model", "the engine keeps its models loaded"));
+        }
         self.load(model, Some(KeepAlive::For(Duration::ZERO))).await
     }
 
@@ -183,6 +212,17 @@ impl Client {
         let body = self.read_body(response, 1 << 20).await?;
         parse_line(body.trim_ascii()).map_err(|e| self.secrets.redact(e))
     }
+}
+
+/// Whether two model names mean the same model: case-insensitive, a missing tag is `latest`
+/// (Ollama's `types/model/name.go` defaults).
+pub fn same_model(a: &str, b: &str) -> bool {
+    fn full(name: &str) -> String {
+        let name = name.trim().to_ascii_lowercase();
+        let tagged = name.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        if tagged { name } else { name + ":latest" }
+    }
+    full(a) == full(b)
 }
 
 /// A pull in progress: [`PullProgress`] lines until `success` (then `None`), or an error.

@@ -41,7 +41,8 @@ pub type Line = Result<Vec<u8>, LineError>;
 
 /// Splits a byte stream into lines terminated by `\n` (an optional `\r` before it is removed).
 ///
-/// Blank lines are skipped. Memory is bounded: once the unterminated tail cannot fit its
+/// Blank lines are skipped (kept as empty lines by [`LineReader::keeping_blank_lines`], for
+/// server-sent events, where a blank line ends an event). Memory is bounded: once the unterminated tail cannot fit its
 /// newline in `max_line` bytes an error is reported at once and the rest of that line is skipped
 /// up to its newline.
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub struct LineReader {
     max_line: usize,
     /// True while discarding the remainder of an over-long line.
     skipping: bool,
+    /// Return blank lines as empty lines instead of skipping them.
+    keep_blank: bool,
 }
 
 impl Default for LineReader {
@@ -72,7 +75,15 @@ impl LineReader {
             buf: Vec::new(),
             max_line,
             skipping: false,
+            keep_blank: false,
         }
+    }
+
+    /// The same reader, returning every blank (or whitespace-only) line as an empty line: the
+    /// end of an event in a server-sent event stream.
+    pub fn keeping_blank_lines(mut self) -> Self {
+        self.keep_blank = true;
+        self
     }
 
     /// Number of bytes held while waiting for the end of the current line.
@@ -118,7 +129,7 @@ impl LineReader {
 
     /// Ends the input: returns the last line if it had no newline, and resets the reader.
     pub fn finish(&mut self) -> Option<Line> {
-        let line = if self.skipping {
+        let line = if self.skipping || self.buf.is_empty() {
             None
         } else {
             self.take(0, self.buf.len())
@@ -128,12 +139,13 @@ impl LineReader {
         line
     }
 
-    /// `buf[start..end]` (without its `\n` and `\r`); `None` for a blank line.
+    /// `buf[start..end]` (without its `\n` and `\r`); `None` for a blank line (an empty line
+    /// when blank lines are kept).
     fn take(&self, start: usize, end: usize) -> Option<Line> {
         let raw = &self.buf[start..end];
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.iter().all(u8::is_ascii_whitespace) {
-            return None;
+            return self.keep_blank.then(|| Ok(Vec::new()));
         }
         if raw.len() + 1 > self.max_line {
             return Some(Err(LineError::TooLong {
@@ -204,6 +216,17 @@ mod tests {
         let mut reader = LineReader::new();
         assert_eq!(reader.push(b"{}\r\r\n"), vec![ok("{}\r")]);
         assert_eq!(got, vec![ok("{\"a\":1}"), ok("{\"b\":2}"), ok("{\"c\":3}")]);
+    }
+
+    #[test]
+    fn blank_lines_kept_for_server_sent_events() {
+        let mut reader = LineReader::new().keeping_blank_lines();
+        let got = all_lines(&mut reader, &[b"data: a\r\n\r", b"\n: c\n\ndata: b"]);
+        assert_eq!(
+            got,
+            vec![ok("data: a"), ok(""), ok(": c"), ok(""), ok("data: b")]
+        );
+        assert_eq!(reader.finish(), None, "no empty tail after the end");
     }
 
     #[test]

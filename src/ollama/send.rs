@@ -4,7 +4,6 @@
 
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use tokio::time::{timeout, timeout_at, Instant};
 
 use super::body::instant_after;
@@ -172,16 +171,14 @@ impl Client {
         self.secrets.redact(err)
     }
 
-    /// The `{"error": ..}` text of an error body, else the raw body (truncated), else the reason.
+    /// The server's error text of an error body (see [`error_text`]), else the raw body
+    /// (truncated), else the reason.
     fn status_message(&self, status: StatusCode, body: &[u8]) -> String {
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            error: String,
-        }
-        let text = match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(ErrorBody { error }) if !error.trim().is_empty() => error,
-            _ => String::from_utf8_lossy(body).trim().to_owned(),
+        let text = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(value) => error_text(&value),
+            Err(_) => None,
         };
+        let text = text.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
         if text.is_empty() {
             return status
                 .canonical_reason()
@@ -221,4 +218,18 @@ fn is_closed_by_peer(e: &reqwest::Error) -> bool {
         source = cause.source();
     }
     false
+}
+
+/// The message of a server's error body: Ollama's `{"error": "text"}`, the OpenAI shape
+/// `{"error": {"message": "text", "type": ..}}` (vLLM, llama.cpp's server, LiteLLM, Ollama's
+/// `/v1`), or a top-level `message` / `detail` (older vLLM, FastAPI servers). `None` when the body
+/// has none of them, or only blank text.
+pub(crate) fn error_text(body: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let text = match body.get("error") {
+        Some(Value::String(text)) => text.as_str(),
+        Some(Value::Object(error)) => error.get("message")?.as_str()?,
+        _ => body.get("message").or_else(|| body.get("detail"))?.as_str()?,
+    };
+    (!text.trim().is_empty()).then(|| text.to_owned())
 }

@@ -14,6 +14,10 @@
 //!   would report an empty success, but an empty 200 is a fault worth a retry, not an answer;
 //! * a cut connection (reset, chunked framing without its end) is [`OllamaError::Truncated`],
 //!   as Go's scanner returns `io.ErrUnexpectedEOF`.
+//!
+//! An OpenAI-compatible server's answer (`api: openai`) is read by the same stream with the SSE
+//! decoder of `openai::sse`: events instead of lines, `data: [DONE]` instead of `done: true`; a
+//! body that ends without `[DONE]` or a `finish_reason` is cut ([`OllamaError::Truncated`]).
 
 use std::fmt;
 use std::pin::Pin;
@@ -25,7 +29,16 @@ use super::body::{byte_stream, ByteStream, Event, Limits, LineBody};
 use super::chunk::{parse_line, ChatChunk, DONE_REASON_END_OF_STREAM};
 use super::credentials::Secrets;
 use super::error::OllamaError;
-use super::ndjson::Line;
+use super::ndjson::{Line, LineReader};
+use super::openai::SseDecoder;
+
+/// How the lines of a body become chunks.
+pub(crate) enum Decoder {
+    /// Ollama's NDJSON: every line is a chunk (or an error).
+    Ndjson,
+    /// The OpenAI API's server-sent events (see `openai::sse`).
+    Sse(Box<SseDecoder>),
+}
 
 /// A streaming chat answer. Yields chunks until the `done: true` one, then `None`.
 ///
@@ -44,6 +57,10 @@ pub struct ChatStream {
     model: String,
     /// Removed from every error text before it is logged or returned.
     secrets: Secrets,
+    /// NDJSON lines or server-sent events.
+    decoder: Decoder,
+    /// A chunk already received and handed back ([`ChatStream::put_back`]): returned next.
+    peeked: Option<ChatChunk>,
 }
 
 impl fmt::Debug for ChatStream {
@@ -71,6 +88,25 @@ impl ChatStream {
         stream
     }
 
+    /// Wraps an OpenAI-compatible server's event stream (status already checked); `sse` was
+    /// made when the request was sent, for the durations it measures.
+    pub(crate) fn server_sent_events(
+        response: reqwest::Response,
+        limits: Limits,
+        url: String,
+        secrets: Secrets,
+        model: String,
+        sse: SseDecoder,
+    ) -> Self {
+        let reader = LineReader::new().keeping_blank_lines();
+        ChatStream {
+            body: LineBody::with_reader(byte_stream(response), limits, reader),
+            decoder: Decoder::Sse(Box::new(sse)),
+            secrets,
+            ..Self::from_byte_stream(futures::stream::empty(), limits, url, model)
+        }
+    }
+
     /// Wraps any byte stream (used by tests to feed exact byte splits without a socket).
     pub(crate) fn from_byte_stream<S>(body: S, limits: Limits, url: String, model: String) -> Self
     where
@@ -84,7 +120,29 @@ impl ChatStream {
             url,
             model,
             secrets: Secrets::default(),
+            decoder: Decoder::Ndjson,
+            peeked: None,
         }
+    }
+
+    /// Server-sent events from any byte stream (tests: exact byte splits without a socket).
+    #[cfg(test)]
+    pub(crate) fn sse_from_byte_stream<S>(body: S, limits: Limits, model: &str) -> Self
+    where
+        S: Stream<Item = Result<bytes::Bytes, String>> + Send + 'static,
+    {
+        let reader = LineReader::new().keeping_blank_lines();
+        ChatStream {
+            body: LineBody::with_reader(Box::pin(body), limits, reader),
+            decoder: Decoder::Sse(Box::new(SseDecoder::new(model, std::time::Instant::now()))),
+            ..Self::from_byte_stream(futures::stream::empty(), limits, String::new(), model.to_owned())
+        }
+    }
+
+    /// Hands a chunk this stream returned back to it: the next call returns it again (a caller
+    /// that waited for the first chunk before committing to this stream).
+    pub fn put_back(&mut self, chunk: ChatChunk) {
+        self.peeked = Some(chunk);
     }
 
     /// The next chunk; `None` after the final chunk or after an error.
@@ -96,11 +154,16 @@ impl ChatStream {
     /// the socket; `None` when nothing is buffered (or the stream ended). A chunk it returns is
     /// the one [`next_chunk`](Self::next_chunk) would return next; errors end the stream as there.
     pub fn try_next_buffered(&mut self) -> Option<Result<ChatChunk, OllamaError>> {
-        if self.finished {
-            return None;
+        if let Some(chunk) = self.peeked.take() {
+            return Some(Ok(chunk));
         }
-        let line = self.body.buffered()?;
-        Some(self.on_line(line))
+        while !self.finished {
+            let line = self.body.buffered()?;
+            if let Some(item) = self.on_line(line) {
+                return Some(item);
+            }
+        }
+        None
     }
 
     /// How many chunks have been returned so far.
@@ -164,32 +227,45 @@ impl ChatStream {
         }
     }
 
-    fn on_line(&mut self, line: Line) -> Result<ChatChunk, OllamaError> {
-        let result = match line {
-            Ok(bytes) => parse_line(&bytes),
-            Err(e) => Err(OllamaError::Protocol(format!(
+    /// A line: a chunk or an error; `None` for a line that says nothing yet (SSE).
+    fn on_line(&mut self, line: Line) -> Option<Result<ChatChunk, OllamaError>> {
+        let result = match (line, &mut self.decoder) {
+            (Ok(bytes), Decoder::Ndjson) => parse_line(&bytes),
+            (Ok(bytes), Decoder::Sse(sse)) => sse.line(&bytes).transpose()?,
+            (Err(e), _) => Err(OllamaError::Protocol(format!(
                 "{e} in the chat stream from {}",
                 self.url
             ))),
         };
-        self.on_result(result)
+        Some(self.on_result(result))
     }
 
     /// The last line, cut off by the end of the body: a whole chunk or error still counts.
-    fn on_tail(&mut self, line: Line) -> Result<ChatChunk, OllamaError> {
-        match line
+    fn on_tail(&mut self, line: Line) -> Option<Result<ChatChunk, OllamaError>> {
+        if matches!(self.decoder, Decoder::Sse(_)) {
+            return self.on_line(line);
+        }
+        Some(match line
             .map_err(|e| OllamaError::Protocol(e.to_string()))
             .and_then(|b| parse_line(&b))
         {
             // An unparsable tail is the cut-off start of a line, not a protocol violation.
             Err(OllamaError::Protocol(_)) => Err(self.truncated("connection closed mid-line")),
             other => self.on_result(other),
-        }
+        })
     }
 
     /// The body ended cleanly without a `done` line: complete if anything came (as Go), else
     /// a retryable cut.
     fn on_end(&mut self) -> Result<ChatChunk, OllamaError> {
+        if let Decoder::Sse(sse) = &mut self.decoder {
+            return match sse.end() {
+                Ok(Some(last)) => self.on_result(Ok(last)),
+                Ok(None) => Err(self.truncated("the event stream ended without data: [DONE]")),
+                Err(OllamaError::Protocol(_)) => Err(self.truncated("connection closed mid-event")),
+                Err(e) => self.on_result(Err(e)),
+            };
+        }
         if self.chunks == 0 {
             return Err(self.truncated("connection closed"));
         }
@@ -213,28 +289,35 @@ impl Stream for ChatStream {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.finished {
-            return Poll::Ready(None);
+        if let Some(chunk) = this.peeked.take() {
+            return Poll::Ready(Some(Ok(chunk)));
         }
-        let item = match std::task::ready!(this.body.poll_event(cx)) {
-            Event::Line(line) => this.on_line(line),
-            Event::Tail(line) => this.on_tail(line),
-            Event::End => this.on_end(),
-            Event::Cut(detail) => Err(this.truncated(&detail)),
-            Event::Stalled { limit, after } => Err(this.fail(OllamaError::Stalled {
-                url: this.url.clone(),
-                after,
-                limit,
-                awaiting_headers: false,
-            })),
-        };
-        Poll::Ready(Some(item))
+        loop {
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            let item = match std::task::ready!(this.body.poll_event(cx)) {
+                Event::Line(line) => this.on_line(line),
+                Event::Tail(line) => this.on_tail(line),
+                Event::End => Some(this.on_end()),
+                Event::Cut(detail) => Some(Err(this.truncated(&detail))),
+                Event::Stalled { limit, after } => Some(Err(this.fail(OllamaError::Stalled {
+                    url: this.url.clone(),
+                    after,
+                    limit,
+                    awaiting_headers: false,
+                }))),
+            };
+            if let Some(item) = item {
+                return Poll::Ready(Some(item));
+            }
+        }
     }
 }
 
 impl FusedStream for ChatStream {
     fn is_terminated(&self) -> bool {
-        self.finished
+        self.finished && self.peeked.is_none()
     }
 }
 

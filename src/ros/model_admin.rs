@@ -33,9 +33,9 @@ pub fn serve(
     let (b, rt) = (bridge.clone(), runtime.clone());
     let list_loop = async move {
         while let Some(req) = lists.next().await {
-            let (client, current_model) = (b.client(), config.get().model.clone());
+            let (fleet, current_model) = (b.fleet(), config.get().model.clone());
             rt.spawn(async move {
-                let list = model_admin::list_models(client).await;
+                let list = model_admin::list_models(fleet).await;
                 let response = ListModels::Response {
                     success: list.success, message: list.message, models: list.models, loaded: list.loaded, current_model,
                 };
@@ -81,7 +81,7 @@ async fn run_pull(
                 log::warn!("pull_model '{name}': could not publish feedback: {e}");
             }
         };
-        let pull = model_admin::pull(bridge.client(), &model, feedback);
+        let pull = model_admin::pull(bridge.fleet(), &model, feedback);
         tokio::pin!(pull);
         let mut cancels_open = true;
         loop {

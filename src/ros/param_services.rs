@@ -105,9 +105,9 @@ pub fn serve(
     Ok(loops)
 }
 
-fn outcome(result: Result<(), String>) -> SetParametersResult {
+fn outcome(result: Result<String, String>) -> SetParametersResult {
     match result {
-        Ok(()) => SetParametersResult { successful: true, reason: String::new() },
+        Ok(_) => SetParametersResult { successful: true, reason: String::new() },
         Err(reason) => {
             log::warn!("parameter change refused: {reason}");
             SetParametersResult { successful: false, reason }

@@ -19,8 +19,9 @@ use r2r::rcl_interfaces::msg::{
 };
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Asks the server whether a model exists (`Err`: why not, for a person).
-pub type ModelCheck = Arc<dyn Fn(String) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+/// Asks the servers whether a model exists: `Ok` with a note naming the servers that lack it
+/// (empty when none do), `Err`: why not, for a person.
+pub type ModelCheck = Arc<dyn Fn(String) -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
 /// Publishes a parameter event (on `/parameter_events`).
 pub type EventSink = Box<dyn Fn(ParameterEvent) + Send + Sync>;
 /// Told of every accepted change, with the config before and after (e.g. to warm a new model).
@@ -86,8 +87,9 @@ impl ParamStore {
     }
 
     /// Sets `changes` all together or not at all (`set_parameters_atomically`; `set_parameters`
-    /// calls it once per parameter, as rclcpp does). `Err` is the reason `ros2 param set` prints.
-    pub async fn set(&self, changes: &[ParamMsg]) -> Result<(), String> {
+    /// calls it once per parameter, as rclcpp does). `Err` is the reason `ros2 param set` prints;
+    /// `Ok` has the model check's note (servers that lack a new model; empty when none).
+    pub async fn set(&self, changes: &[ParamMsg]) -> Result<String, String> {
         let _one_at_a_time = self.changing.lock().await;
         let current = self.current();
         let mut candidate = current.clone();
@@ -101,8 +103,12 @@ impl ParamStore {
             candidate.set(spec.name, value).map_err(|e| e.to_string())?;
         }
         let config = Config::from_params(&candidate).map_err(|e| e.to_string())?;
+        let mut note = String::new();
         if candidate.model != current.model {
-            (self.model_check)(config.model.clone()).await?;
+            note = (self.model_check)(config.model.clone()).await?;
+            if !note.is_empty() {
+                log::warn!("model '{}': {note}", config.model);
+            }
         }
         *self.values.lock().unwrap_or_else(|e| e.into_inner()) = candidate.clone();
         let previous = self.config.get();
@@ -118,7 +124,7 @@ impl ParamStore {
             }
         }
         (self.events)(ParameterEvent { stamp: now(), node: self.node.clone(), changed_parameters: changed, ..Default::default() });
-        Ok(())
+        Ok(note)
     }
 }
 

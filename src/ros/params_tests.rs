@@ -17,7 +17,7 @@ fn store() -> (ParamStore, Arc<Mutex<Vec<ParameterEvent>>>) {
     let params = Params::with_defaults();
     let config = ConfigHandle::new(Config::from_params(&params).unwrap());
     let check: ModelCheck = Arc::new(|m: String| {
-        async move { if m == "qwen3" { Ok(()) } else { Err(format!("model '{m}' not found")) } }.boxed()
+        async move { if m == "qwen3" { Ok(String::new()) } else { Err(format!("model '{m}' not found")) } }.boxed()
     });
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();

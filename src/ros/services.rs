@@ -31,12 +31,16 @@ impl ModelSwitch {
             string_value: model.to_string(),
             ..Default::default()
         };
-        if let Err(why) = self.params.set(&[Parameter { name: "model".into(), value }]).await {
-            log::warn!("set_model '{model}' refused: {why}");
-            return (false, format!("{why}; still using '{previous}'"), previous);
-        }
+        let note = match self.params.set(&[Parameter { name: "model".into(), value }]).await {
+            Ok(note) if note.is_empty() => note,
+            Ok(note) => format!("; {note}"),
+            Err(why) => {
+                log::warn!("set_model '{model}' refused: {why}");
+                return (false, format!("{why}; still using '{previous}'"), previous);
+            }
+        };
         log::info!("model switched from '{previous}' to '{model}' (requests already streaming finish on '{previous}')");
-        (true, format!("model set to '{model}' (was '{previous}')"), previous)
+        (true, format!("model set to '{model}' (was '{previous}'){note}"), previous)
     }
 }
 
