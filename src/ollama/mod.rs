@@ -73,12 +73,14 @@ mod connection_tests;
 #[cfg(test)]
 mod credentials_tests;
 #[cfg(test)]
-mod fake_server;
+pub(crate) mod fake_server;
 #[cfg(test)]
 mod models_tests;
 #[cfg(test)]
 mod stream_tests;
 
+#[cfg(test)]
+pub(crate) use body::Limits;
 pub use chunk::{ChatChunk, ResponseMessage, DONE_REASON_END_OF_STREAM};
 pub use client::Client;
 pub use client_config::{ClientConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_PORT};
