@@ -264,8 +264,10 @@ enum Batch {
 }
 
 /// Takes the chunks that are already received, without waiting for the server. Between two takes
-/// the task yields once: the HTTP client hands a response body over one frame at a time (hyper's
-/// body channel holds one), and only a yield lets it split off the next frame it has read.
+/// the task yields once: the HTTP client hands a response body over one frame at a time (hyper
+/// 1.x: the connection task sends each decoded HTTP chunk through a body channel that holds one,
+/// `proto/h1/dispatch.rs` `poll_read`), and only a yield lets that task decode the next frame it
+/// has already read. At model pacing the first take finds nothing: one yield, no wait.
 async fn take_received(stream: &mut ChatStream, job: &Job, outputs: &dyn Outputs, progress: &mut Progress) -> Result<Batch, Failure> {
     for _ in 0..MAX_CHUNKS_PER_PARTIAL {
         tokio::task::yield_now().await;
