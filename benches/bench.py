@@ -7,7 +7,8 @@ HTTP client, and the usual rclpy bridge (``benches/rclpy_peer_bridge.py``). Run 
 
 Phases: ``startup`` (process start → every topic and service discoverable), ``latency`` (publish →
 first ``response_partial``, minus the direct client's send → first chunk on the same emulator
-settings and pacing), ``throughput`` (1/10/100 sessions streaming: chunks/s, lost, CPU, RSS),
+settings and pacing; with ``--compare-node``, another build of the node measured in the same rounds),
+``throughput`` (1/10/100 sessions streaming: pieces/s and messages/s, pieces lost, CPU, RSS),
 ``memory`` (RSS idle and after 1,000 sessions × 20 exchanges), ``long`` (a long conversation on a real
 model: time to first partial and prompt tokens evaluated per turn, see ``long_conversation.py``),
 ``sentence`` and ``warmup`` (time to first sentence; the first answer after start, see ``speaking.py``), ``failover``
@@ -68,13 +69,15 @@ def options() -> argparse.Namespace:
     ap.add_argument("--out", default=str(REPO / "bench"), help="report folder (default bench/)")
     ap.add_argument("--node", default=None, help="node binary (default: target/release/ollama_bridge)")
     ap.add_argument("--node-args", default="", help="extra --ros-args for the node, e.g. '--log-level warn'")
+    ap.add_argument("--compare-node", default=None,
+                    help="another build of the node (e.g. before a change): its latency is measured in the same rounds")
     ap.add_argument("--examples", default=None, help="folder of the built examples (default: target/release/examples)")
     ap.add_argument("--requests", type=int, help="measured requests per latency figure (default 400; smoke 30)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds the requests are split into (default 8; smoke 2)")
     ap.add_argument("--pause-ms", type=int, default=10, help="idle time between two requests (the 'paused' pacing)")
     ap.add_argument("--ttft-ms", type=float, default=0.0, help="emulator time to first token (latency model)")
     ap.add_argument("--chunk-delay-ms", type=float, default=1.0, help="emulator per-chunk delay (latency model)")
-    ap.add_argument("--pieces", type=int, default=200, help="chunks per answer in the throughput runs")
+    ap.add_argument("--pieces", type=int, default=200, help="pieces per answer in the throughput runs")
     ap.add_argument("--relay-chunk-delay-ms", type=float, default=0.0, help="per-chunk delay in the unpaced throughput runs")
     ap.add_argument("--paced-chunk-delay-ms", type=float, default=10.0, help="per-chunk delay in the paced throughput run")
     ap.add_argument("--sessions", default="1,10,100", help="concurrent sessions of the throughput runs")
@@ -124,9 +127,9 @@ class Bench:
         return f"{what}_{self._names}"
 
     # ---------------------------------------------------------------------------- the processes
-    def bridge(self, ns: str, model: str, env: dict | None = None, **params) -> Proc:
+    def bridge(self, ns: str, model: str, env: dict | None = None, node: str | None = None, **params) -> Proc:
         p = {"ollama_url": self.emu.url, "model": model, "system_prompt": SYSTEM_PROMPT, **params}
-        return Proc(self.name("bridge"), [str(self.a.node), "--ros-args", "-r", f"__ns:={ns}", *param_args(p),
+        return Proc(self.name("bridge"), [node or str(self.a.node), "--ros-args", "-r", f"__ns:={ns}", *param_args(p),
                                           *self.a.node_args.split()], self.logs, env)
 
     def peer(self, ns: str, model: str, env: dict | None = None) -> Proc:
@@ -170,6 +173,8 @@ class Bench:
         targets = {"floor": self.echo("/lat_echo"), "poll": self.echo("/lat_poll", "poll"),
                    "bridge": self.bridge("/lat_bridge", "bench", max_concurrent_requests=100),
                    "peer": self.peer("/lat_peer", "bench")}
+        if a.compare_node:
+            targets["compare"] = self.bridge("/lat_compare", "bench", node=a.compare_node, max_concurrent_requests=100)
         probes = {k: Probe(f"/lat_{'echo' if k == 'floor' else k}", f"lat_probe_{k}") for k in targets}
         try:
             for k, probe in probes.items():
@@ -181,7 +186,7 @@ class Bench:
             warm = 5
             for pacing, pause_ms in (("paused", a.pause_ms), ("back-to-back", 0)):
                 samples: dict[str, dict[str, list]] = {}
-                order = ["direct", "direct_py", "floor", "bridge", "peer", "poll"]
+                order = ["direct", "direct_py", "floor", "bridge", "peer", "poll"] + (["compare"] if a.compare_node else [])
                 for r in range(a.rounds):
                     for k in order[r % len(order):] + order[:r % len(order)]:
                         s = samples.setdefault(k, {"ttfp": [], "total": []})
@@ -224,10 +229,11 @@ class Bench:
         return {k: 100.0 * (cpu_seconds(p.pid) - c0[k]) / dt for k, p in procs.items()}
 
     def throughput(self):
-        """Sessions streaming 200-chunk answers back to back: delivered chunks/s, lost, CPU, RSS.
+        """Sessions streaming 200-piece answers back to back: pieces relayed per second (counted in
+        answer text: the bridge may publish several pieces in one message), pieces lost, CPU, RSS.
         Three scenarios: unpaced with Fast DDS defaults (what a user gets), unpaced with deeper
         shared-memory port queues (so the transport of the receiver is not the limit), and 100
-        sessions paced like fast models (10 ms per chunk each, 10,000 chunks/s offered) on defaults."""
+        sessions paced like fast models (10 ms per piece each, 10,000 pieces/s offered) on defaults."""
         a = self.a
         n_pieces = len(pieces(relay_reply(a.pieces)))
         deep = {"FASTRTPS_DEFAULT_PROFILES_FILE": str(REPO / "benches/fastdds_deep_shm.xml")}
@@ -254,8 +260,9 @@ class Bench:
                                                seconds=a.seconds, timeout=5.0 + n_pieces * delay / 1e3, env=env)
                         got["rss_kb_now"] = rss_kb(proc.pid)
                         sc["runs"][kind].append(got)
-                        print(f"[bench] throughput {name} {kind} x{n}: {got['chunks_per_s']:.0f} chunks/s, lost "
-                              f"{got['chunks_lost']} chunks / {got['inputs_lost']} inputs, cpu {got['cpu_pct']:.0f}%",
+                        print(f"[bench] throughput {name} {kind} x{n}: {got['pieces_per_s']:.0f} pieces/s in "
+                              f"{got['messages_per_s']:.0f} messages/s, lost {got['pieces_lost']} pieces / "
+                              f"{got['messages_lost']} messages / {got['inputs_lost']} inputs, cpu {got['cpu_pct']:.0f}%",
                               flush=True)
                         self.emu.clear_requests()
                 for proc in procs.values():
@@ -362,7 +369,7 @@ def main() -> int:
         return 0
     examples = [a.examples / e for e in ("echo_node", "direct_stream", "chunk_probe")] \
         if set(a.only) - {"long", "sentence", "warmup", "failover"} else []
-    for binary in [a.node, *examples]:
+    for binary in [a.node, *examples, *([Path(a.compare_node)] if a.compare_node else [])]:
         if not binary.exists():
             print(f"[bench] missing {binary}: run scripts/bench (it builds them)", file=sys.stderr)
             return 2

@@ -154,6 +154,10 @@ class Probe:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no final for {session} within {timeout}s")
             self.executor.spin_once(timeout_sec=0.5)
+        # DDS does not order two topics: the first partial can arrive after the final (most likely
+        # when the bridge published the rest of the answer at once, right after it).
+        while self.t_first is None and self.final.chunk_count > 0 and time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.05)
         if self.final.done_reason in ("error", "cancelled") or self.t_first is None:
             raise RuntimeError(f"{session}: {self.final.done_reason} {self.final.error}")
         return (self.t_first - t0) / 1e6, (self.t_final - t0) / 1e6

@@ -1,6 +1,7 @@
 """A peer baseline for the benchmarks: the ROS 2 ↔ Ollama bridge as users usually write it in
 Python. rclpy, the official ollama-python client, ``chat(stream=True)`` inside the subscription
-callback, one ``response_partial`` per streamed piece and one ``response_final`` at the end, default
+callback, one ``response_partial`` per streamed piece and one ``response_final`` at the end (with
+``chunk_count``, so the bench's probe can count lost messages as for the bridge), default
 queue depth 10, a per-session history list, ``rclpy.spin`` (a single-threaded executor).
 
 It speaks the bridge's topics and message types so the same probes drive both:
@@ -58,7 +59,7 @@ class PeerBridge(Node):
         history += [{"role": "user", "content": msg.text}, {"role": "assistant", "content": text}]
         del history[:-2 * self.max_turns]
         self.final_pub.publish(Response(session_id=session, request_id=self.request_id, prompt=msg.text,
-                                        text=text, model=self.model, done_reason=reason))
+                                        text=text, model=self.model, done_reason=reason, chunk_count=seq))
 
 
 def main():

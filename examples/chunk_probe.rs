@@ -1,18 +1,26 @@
-//! A load probe for anything that answers `utterance` with `response_partial` pieces and one
+//! A load probe for anything that answers `utterance` with `response_partial` messages and one
 //! `response_final` (the bridge, or a peer implementation): N sessions, each sending its next
 //! utterance as soon as its previous answer is final, for a time or a number of exchanges. It
-//! counts every partial it receives (reliable, 200,000 deep, drained after every `spin_once`, so the
-//! probe does not lose what it is measuring) and watches a process's CPU and RSS in /proc.
+//! receives every partial (reliable, 200,000 deep, drained after every `spin_once`, so the probe
+//! does not lose what it is measuring) and watches a process's CPU and RSS in /proc.
+//!
+//! It counts what was relayed in answer text, not in messages: a relay may publish several
+//! streamed pieces in one message (the bridge does when it falls behind). Every answer of a run is
+//! the same `--pieces`-piece text, so bytes convert to pieces exactly on average.
 //!
 //! ```text
 //! cargo run --release --example chunk_probe -- --ns /bench --sessions 100 --seconds 5 \
 //!     --pieces 200 --pid $(pgrep -n ollama_bridge)
 //! cargo run --release --example chunk_probe -- --ns /bench --sessions 1000 --exchanges 20 --pieces 40
 //! ```
-//! Prints one JSON line: partials, finals, `chunks_lost` (= pieces × answers − partials),
-//! `inputs_lost` (utterances without a final within `--request-timeout`), chunks/s, time to the
-//! first partial per request (ms), the watched process's CPU seconds and RSS (kB), and the CPU share
-//! of `--other-pid` (e.g. the Ollama server) and of the probe itself over the same window.
+//! Prints one JSON line. Over the answers whose final says they completed: `bytes_lost` (the
+//! final's text bytes − the partials' bytes; negative for duplicates), `pieces_lost` (the bytes
+//! lost in pieces, rounded up), `messages_lost` (`Response.chunk_count` − partials received,
+//! when the target sets it), `texts_wrong` (answers whose partials, joined in `seq` order, are not
+//! the final's text); also `inputs_lost` (utterances without a final within `--request-timeout`),
+//! pieces/s and messages/s, time to the first partial per request (ms), the watched process's CPU
+//! seconds and RSS (kB), and the CPU share of `--other-pid` (e.g. the Ollama server) and of the
+//! probe itself over the same window.
 
 use futures::{FutureExt, StreamExt};
 use r2r::ollama_bridge_msgs::msg::{Response, ResponseChunk, Utterance};
@@ -97,6 +105,32 @@ fn text_of(chars: usize, session: usize, exchange: usize) -> String {
     t
 }
 
+/// What arrived of one request's answer.
+#[derive(Default)]
+struct Received {
+    messages: u64,
+    /// The partials' texts joined in `seq` order (a partial out of order marks the text wrong).
+    text: String,
+    next_seq: u32,
+    out_of_order: bool,
+}
+
+impl Received {
+    fn add(&mut self, p: &ResponseChunk) {
+        self.messages += 1;
+        self.out_of_order |= p.seq != self.next_seq;
+        self.next_seq = p.seq.wrapping_add(1);
+        self.text.push_str(&p.text);
+    }
+}
+
+/// A completed answer as its final reported it.
+struct Completed {
+    request_id: u64,
+    text: String,
+    chunk_count: u32,
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse().map_err(|e| format!("chunk_probe: {e}"))?;
     let ctx = r2r::Context::create()?;
@@ -150,13 +184,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names: Vec<String> = (0..args.sessions).map(|i| format!("{}-{i}", args.prefix)).collect();
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
     let (mut n_partials, mut n_finals, mut n_errors, mut inputs_lost) = (0u64, 0u64, 0u64, 0u64);
+    let mut bytes_in_window = 0u64;
     let mut ttfp_ms: Vec<f64> = Vec::new();
-    // Partials per (session, request id), and the requests whose final said they completed: lost
-    // chunks are counted over completed answers only (a peer may still be streaming one whose
-    // input the probe already gave up on).
-    // Keyed by request id alone (unique per target process): no allocation per partial.
-    let mut per_request: HashMap<u64, u64> = HashMap::new();
-    let mut completed: Vec<u64> = Vec::new();
+    // What arrived per request, and the requests whose final said they completed: losses are
+    // counted over completed answers only (a peer may still be streaming one whose input the
+    // probe already gave up on). Keyed by request id alone (unique per target process).
+    let mut per_request: HashMap<u64, Received> = HashMap::new();
+    let mut completed: Vec<Completed> = Vec::new();
     let (mut rss_max, mut last_sample) = (args.pid.map(rss_kb).unwrap_or(0), Instant::now());
     let cpu0 = args.pid.map(cpu_seconds).unwrap_or(0.0);
     let (other0, own0) = (args.other_pid.map(cpu_seconds).unwrap_or(0.0), cpu_seconds(std::process::id()));
@@ -176,7 +210,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let now = Instant::now();
         while let Some(Some(p)) = partials.next().now_or_never() {
             n_partials += 1;
-            *per_request.entry(p.request_id).or_default() += 1;
+            bytes_in_window += p.text.len() as u64;
+            per_request.entry(p.request_id).or_default().add(&p);
             if let Some(&i) = index.get(p.session_id.as_str()) {
                 let s = &mut sessions[i];
                 // seq 0 is the first piece of an answer (a late piece of the previous one is not).
@@ -201,7 +236,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 n_errors += 1;
                 eprintln!("chunk_probe: {} ended with {}: {}", f.session_id, f.done_reason, f.error);
             } else {
-                completed.push(f.request_id);
+                completed.push(Completed { request_id: f.request_id, text: f.text, chunk_count: f.chunk_count });
             }
             s.done += 1;
             if more(s, now) {
@@ -249,20 +284,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         node.spin_once(Duration::from_millis(20));
         while let Some(Some(p)) = partials.next().now_or_never() {
             n_partials += 1;
-            *per_request.entry(p.request_id).or_default() += 1;
+            per_request.entry(p.request_id).or_default().add(&p);
         }
         while let Some(Some(_)) = finals.next().now_or_never() {}
     }
-    let received: u64 = completed.iter().map(|k| per_request.get(k).copied().unwrap_or(0)).sum();
+    let empty = Received::default();
+    let (mut bytes_expected, mut bytes_received, mut messages_lost, mut texts_wrong) = (0u64, 0u64, 0i64, 0u64);
+    for c in &completed {
+        let got = per_request.get(&c.request_id).unwrap_or(&empty);
+        bytes_expected += c.text.len() as u64;
+        bytes_received += got.text.len() as u64;
+        if c.chunk_count > 0 {
+            messages_lost += i64::from(c.chunk_count) - got.messages as i64;
+        }
+        texts_wrong += u64::from(got.out_of_order || got.text != c.text);
+    }
+    let received_messages: u64 = completed.iter().filter_map(|c| per_request.get(&c.request_id)).map(|r| r.messages).sum();
     let ok_finals = n_finals - n_errors;
-    let expected = args.pieces * ok_finals;
+    // Every answer is the same text of `--pieces` pieces: bytes per piece, on average.
+    let answer_bytes = if completed.is_empty() { 0.0 } else { bytes_expected as f64 / completed.len() as f64 };
+    let piece_bytes = if args.pieces > 0 && answer_bytes > 0.0 { answer_bytes / args.pieces as f64 } else { 1.0 };
+    let bytes_lost = bytes_expected as i64 - bytes_received as i64;
+    let pieces_relayed = bytes_in_window as f64 / piece_bytes;
     let result = serde_json::json!({
         "sessions": args.sessions, "exchanges": args.exchanges, "seconds": elapsed,
         "partials": n_partials, "finals": n_finals, "errors": n_errors, "inputs_lost": inputs_lost,
-        "expected_partials": expected,
-        "chunks_lost": if args.pieces > 0 { expected as i64 - received as i64 } else { 0 },
-        "partials_of_unfinished": n_partials - received,
-        "chunks_per_s": partials_in_window as f64 / elapsed.max(1e-9),
+        "pieces_per_answer": args.pieces, "answer_bytes": answer_bytes,
+        "expected_pieces": args.pieces * ok_finals, "expected_bytes": bytes_expected,
+        "bytes_lost": bytes_lost,
+        "pieces_lost": (bytes_lost.max(0) as f64 / piece_bytes).ceil() as i64,
+        "messages_lost": messages_lost, "texts_wrong": texts_wrong,
+        "partials_of_unfinished": n_partials - received_messages,
+        "pieces_relayed": pieces_relayed,
+        "pieces_per_s": pieces_relayed / elapsed.max(1e-9),
+        "messages_per_s": partials_in_window as f64 / elapsed.max(1e-9),
+        "pieces_per_message": pieces_relayed / (partials_in_window as f64).max(1.0),
         "exchanges_per_s": n_finals as f64 / elapsed.max(1e-9),
         "ttfp_ms": ttfp_ms,
         "cpu_s": cpu, "cpu_pct": 100.0 * cpu / elapsed.max(1e-9),

@@ -3,10 +3,16 @@
 //! then out as `response_partial` pieces, `response_thinking` pieces and `response_sentence`s;
 //! `message.thinking` pieces go to `response_thinking` directly.
 //!
+//! Pieces are taken with [`Answer::push`] and published with [`Answer::flush`]: the stream loop
+//! (`exchange`) flushes after every piece while it keeps up with the server, and after a batch of
+//! pieces that were already received when it falls behind, so a burst becomes fewer, longer
+//! `ResponseChunk`s (one per flush, numbered by `seq`) with the same text. Sentences are
+//! published as soon as their end is pushed, without waiting for the flush.
+//!
 //! Invariants the tests rely on: the partials of a request add up to its `Response.text` (the
-//! answer without reasoning) and are counted in `chunk_count`; reasoning never reaches partials,
-//! sentences, `Response.text`, `response_text` or the history; it is published (on
-//! `response_thinking`) only with `think: true`, like Ollama's `message.thinking`.
+//! answer without reasoning) and are counted in `chunk_count` (messages, not pieces); reasoning
+//! never reaches partials, sentences, `Response.text`, `response_text` or the history; it is
+//! published (on `response_thinking`) only with `think: true`, like Ollama's `message.thinking`.
 
 use crate::config::Config;
 use crate::outputs::{Outputs, Partial, SentenceOut, SessionState};
@@ -23,10 +29,16 @@ pub struct Answer {
     pub seq: u32,
     /// When the first answer piece was published.
     pub first_chunk: Option<Instant>,
+    /// Answer text pushed but not published yet (the next partial).
+    pending: String,
+    /// Reasoning pushed but not published yet (the next `response_thinking` message).
+    pending_thinking: String,
     /// `response_thinking` messages published.
     thinking_seq: u32,
     /// Reasoning seen (published or not): a retry after it would repeat it.
     saw_thinking: bool,
+    /// The `answering` session state was published.
+    answering: bool,
     /// The sentences published, for `response_text` (speakable when `speech_filter` is on).
     sentences: Vec<String>,
     speech: SpeechStream,
@@ -45,8 +57,11 @@ impl Answer {
             text: String::new(),
             seq: 0,
             first_chunk: None,
+            pending: String::new(),
+            pending_thinking: String::new(),
             thinking_seq: 0,
             saw_thinking: false,
+            answering: false,
             sentences: Vec::new(),
             speech: SpeechStream::new(SpeechConfig { sentences, speech_filter: config.speech_filter }),
             publish_thinking: config.think,
@@ -56,7 +71,7 @@ impl Answer {
     /// True before anything of the answer (text or reasoning) was seen: a failed request may be
     /// sent again without anyone hearing a piece twice.
     pub fn untouched(&self) -> bool {
-        self.seq == 0 && !self.saw_thinking
+        self.seq == 0 && self.pending.is_empty() && !self.saw_thinking
     }
 
     /// Starts over after a failure before any output (a retry streams the answer anew).
@@ -66,21 +81,51 @@ impl Answer {
         }
     }
 
-    /// Publishes one streamed chunk's `message.content` and `message.thinking`.
+    /// Takes one streamed chunk's `message.content` and `message.thinking`: the sentences it
+    /// completes are published at once; its answer text and reasoning wait for [`flush`](Self::flush).
     pub fn push(&mut self, request: &Request, content: &str, thinking: &str, outputs: &dyn Outputs) {
         if !thinking.is_empty() {
-            self.publish_thinking_piece(request, thinking, outputs);
+            self.take_thinking(thinking);
         }
         if !content.is_empty() {
             let step = self.speech.push(content);
-            self.publish(request, step, outputs);
+            self.take(request, step, outputs);
         }
     }
 
-    /// Publishes what the speech pipeline still holds (the end of the answer, the last sentence).
+    /// Publishes the answer text pushed since the last flush as one partial (the next `seq`) and
+    /// the reasoning as one `response_thinking` message; nothing when there is none.
+    pub fn flush(&mut self, request: &Request, outputs: &dyn Outputs) {
+        if !self.pending_thinking.is_empty() {
+            outputs.thinking(&Partial {
+                session_id: &request.session_id,
+                request_id: request.id,
+                seq: self.thinking_seq,
+                text: &self.pending_thinking,
+            });
+            self.thinking_seq += 1;
+            self.pending_thinking.clear();
+        }
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.first_chunk.is_none() {
+            self.first_chunk = Some(Instant::now());
+        }
+        let piece = Partial { session_id: &request.session_id, request_id: request.id, seq: self.seq, text: &self.pending };
+        outputs.partial(&piece);
+        log::debug!("request {} chunk {}: {:?}", request.id, self.seq, self.pending);
+        self.text.push_str(&self.pending);
+        self.pending.clear();
+        self.seq += 1;
+    }
+
+    /// Publishes what the speech pipeline still holds (the end of the answer, the last sentence)
+    /// and everything not flushed yet.
     pub fn finish(&mut self, request: &Request, outputs: &dyn Outputs) {
         let step = self.speech.finish();
-        self.publish(request, step, outputs);
+        self.take(request, step, outputs);
+        self.flush(request, outputs);
     }
 
     /// What a text-to-speech node should say of the whole answer: its sentences, one space apart.
@@ -88,20 +133,16 @@ impl Answer {
         self.sentences.join(" ")
     }
 
-    fn publish(&mut self, request: &Request, step: SpeechStep, outputs: &dyn Outputs) {
+    fn take(&mut self, request: &Request, step: SpeechStep, outputs: &dyn Outputs) {
         if !step.thinking.is_empty() {
-            self.publish_thinking_piece(request, &step.thinking, outputs);
+            self.take_thinking(&step.thinking);
         }
         if !step.answer.is_empty() {
-            if self.first_chunk.is_none() {
-                self.first_chunk = Some(Instant::now());
+            if !self.answering {
+                self.answering = true;
                 outputs.state(&request.session_id, request.id, SessionState::Answering);
             }
-            let piece = Partial { session_id: &request.session_id, request_id: request.id, seq: self.seq, text: &step.answer };
-            outputs.partial(&piece);
-            log::debug!("request {} chunk {}: {:?}", request.id, self.seq, step.answer);
-            self.text.push_str(&step.answer);
-            self.seq += 1;
+            self.pending.push_str(&step.answer);
         }
         for sentence in step.sentences {
             outputs.sentence(&SentenceOut {
@@ -114,11 +155,10 @@ impl Answer {
         }
     }
 
-    fn publish_thinking_piece(&mut self, request: &Request, text: &str, outputs: &dyn Outputs) {
+    fn take_thinking(&mut self, text: &str) {
         self.saw_thinking = true;
         if self.publish_thinking {
-            outputs.thinking(&Partial { session_id: &request.session_id, request_id: request.id, seq: self.thinking_seq, text });
-            self.thinking_seq += 1;
+            self.pending_thinking.push_str(text);
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::fleet::Route;
-use crate::ollama::{ChatChunk, ChatRequest, Message, OllamaError, StallLimit, Think, ToolCall};
+use crate::ollama::{ChatChunk, ChatRequest, ChatStream, Message, OllamaError, StallLimit, Think, ToolCall};
 use crate::answer::Answer;
 use crate::outputs::{Counters, Ending, FinalResponse, Outputs};
 use crate::senses::Senses;
@@ -208,12 +208,28 @@ async fn stream_with_retries(
 async fn stream_once(
     route: &Route, chat: &ChatRequest, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
 ) -> Result<(String, Counters), Failure> {
-    let request = &job.request;
-    let mut stream = tokio::select! {
+    let stream = tokio::select! {
         biased;
         _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
         opened = route.chat_stream(chat) => opened.map_err(Failure::Ollama)?,
     };
+    relay(stream, job, outputs, progress).await
+}
+
+/// Most streamed chunks published together as one partial when the relay is behind the server:
+/// bounds how long the first piece of a batch waits (each take lets the other tasks run once).
+pub const MAX_CHUNKS_PER_PARTIAL: usize = 32;
+
+/// Publishes one streamed answer until its done chunk. While the relay keeps up (the next chunk
+/// is not received yet when one arrives), every chunk is published at once, as before. When it
+/// falls behind (chunks already received, by the HTTP client or split off in `stream`, when one
+/// is published), those chunks are taken without waiting and published together as one partial,
+/// up to [`MAX_CHUNKS_PER_PARTIAL`]: a burst costs fewer DDS messages, the text is the same.
+/// Every piece taken is published before the next wait and before any return, so the
+/// partials always add up to `Answer::text`.
+async fn relay(mut stream: ChatStream, job: &Job, outputs: &dyn Outputs, progress: &mut Progress) -> Result<(String, Counters), Failure> {
+    // The last batch stopped at the cap: the next chunk is already late, it joins the next batch.
+    let mut behind = false;
     loop {
         let next = tokio::select! {
             biased;
@@ -221,21 +237,71 @@ async fn stream_once(
             _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
             next = stream.next_chunk() => next,
         };
-        let chunk: ChatChunk = match next {
-            Some(Ok(chunk)) => chunk,
-            Some(Err(e)) => return Err(Failure::Ollama(e)),
-            None => {
-                let detail = "the stream ended before the final chunk".to_string();
-                return Err(Failure::Ollama(OllamaError::Truncated { chunks: progress.answer.seq as usize, detail }));
-            }
+        let Some(next) = next else {
+            let detail = "the stream ended before the final chunk".to_string();
+            return Err(Failure::Ollama(OllamaError::Truncated { chunks: stream.chunks_received(), detail }));
         };
-        progress.tool_calls.extend_from_slice(chunk.tool_calls());
-        progress.answer.push(request, chunk.content(), chunk.thinking(), outputs);
-        if chunk.done {
-            let reason = chunk.done_reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "stop".into());
-            return Ok((reason, counters(&chunk)));
+        if let Some(done) = take(next, job, outputs, progress)? {
+            return Ok(done);
+        }
+        if !behind {
+            progress.answer.flush(&job.request, outputs);
+        }
+        let batch = take_received(&mut stream, job, outputs, progress).await;
+        progress.answer.flush(&job.request, outputs);
+        behind = match batch? {
+            Batch::Done(done) => return Ok(done),
+            Batch::CaughtUp => false,
+            Batch::Full => true,
+        };
+    }
+}
+
+/// How a batch of already-received chunks ended.
+enum Batch {
+    /// Nothing more was received yet.
+    CaughtUp,
+    /// [`MAX_CHUNKS_PER_PARTIAL`] chunks were taken; more may be waiting.
+    Full,
+    /// The done chunk was taken: `done_reason` and counters.
+    Done((String, Counters)),
+}
+
+/// Takes the chunks that are already received, without waiting for the server. Between two takes
+/// the task yields once: the HTTP client hands a response body over one frame at a time (hyper
+/// 1.x: the connection task sends each decoded HTTP chunk through a body channel that holds one,
+/// `proto/h1/dispatch.rs` `poll_read`), and only a yield lets that task decode the next frame it
+/// has already read. At model pacing the first take finds nothing: one yield, no wait.
+async fn take_received(stream: &mut ChatStream, job: &Job, outputs: &dyn Outputs, progress: &mut Progress) -> Result<Batch, Failure> {
+    for _ in 0..MAX_CHUNKS_PER_PARTIAL {
+        tokio::task::yield_now().await;
+        if job.cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
+        }
+        let Some(next) = stream.try_next_buffered() else {
+            return Ok(Batch::CaughtUp);
+        };
+        if let Some(done) = take(next, job, outputs, progress)? {
+            return Ok(Batch::Done(done));
         }
     }
+    Ok(Batch::Full)
+}
+
+/// Books one streamed chunk into the answer (not published yet) and its tool calls; the done
+/// chunk's reason and counters once it came. An error ends the stream.
+fn take(
+    next: Result<ChatChunk, OllamaError>, job: &Job, outputs: &dyn Outputs, progress: &mut Progress,
+) -> Result<Option<(String, Counters)>, Failure> {
+    let chunk = next.map_err(Failure::Ollama)?;
+    progress.tool_calls.extend_from_slice(chunk.tool_calls());
+    progress.answer.push(&job.request, chunk.content(), chunk.thinking(), outputs);
+    if !chunk.done {
+        return Ok(None);
+    }
+    progress.answer.flush(&job.request, outputs);
+    let reason = chunk.done_reason.clone().filter(|r| !r.is_empty()).unwrap_or_else(|| "stop".into());
+    Ok(Some((reason, counters(&chunk))))
 }
 
 fn counters(chunk: &ChatChunk) -> Counters {
@@ -290,3 +356,7 @@ mod tests {
         assert_eq!(backoff(30), Duration::from_millis(4000));
     }
 }
+
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod relay_tests;

@@ -23,7 +23,9 @@
 //! * `context`: the context budget: the model's window, each exchange's tokens, which oldest
 //!   exchanges to leave out (in blocks, so the server's prompt cache stays useful).
 //! * `answer`: one request's answer as published: content → `speech` → partials, reasoning,
-//!   sentences; the speakable text for `response_text`.
+//!   sentences (pieces pushed, then flushed as one partial: `exchange` flushes each piece while it
+//!   keeps up, a batch of already-received pieces when it falls behind); the speakable text for
+//!   `response_text`.
 //! * `speech`: the text side of speaking (no ROS, no I/O): `<think>` blocks split from the answer,
 //!   streaming sentence segmentation, speakable text (no Markdown, no emoji), chained per request.
 //! * `outputs`: what is published, in ROS-free types, and the `Outputs` trait the ROS layer implements.

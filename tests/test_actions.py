@@ -234,7 +234,8 @@ def test_an_ollama_failure_aborts_the_goal_and_leaves_the_history_alone(start_br
     goal = send(client, "again", "s")
     status, result = goal.outcome()
     assert status == ABORTED and "out of memory" in result.response.error
-    assert result.response.chunk_count == 2
+    # the two pieces before the error line (together in one partial when they came in one burst)
+    assert result.response.text == "You said" and 1 <= result.response.chunk_count <= 2
     check_feedback(ep, goal, result.response)
     status, result = send(client, "third", "s").outcome()
     assert status == SUCCEEDED and result.response.text.endswith("This is turn 1.")

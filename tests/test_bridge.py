@@ -15,12 +15,14 @@ def test_speech_text_streams_partials_then_one_final_and_the_text(start_bridge, 
     assert (final.done_reason, final.error) == ("stop", "")
     assert (final.session_id, final.prompt, final.model) == ("default", "hello robot", "llama3.2")
     parts = joined_partials(ep, final)
-    assert len(parts) >= 2
-    assert [p.seq for p in parts] == list(range(len(parts)))
+    # An unpaced answer arrives faster than it is published: pieces already received when one is
+    # published go out together, so there are at most as many partials as pieces (eval_count).
+    assert [p.seq for p in parts] == list(range(len(parts))) and 1 <= final.chunk_count == len(parts)
     assert final.text == 'You said: "hello robot". This is turn 1.'
     assert ep.texts.wait_count(1, 10, "response_text")[0].data == final.text
     # Ollama's counters are passed through; the bridge's own clocks are consistent
-    assert final.eval_count == len(parts) and final.prompt_eval_count > 0
+    assert final.eval_count == emu.requests()[-1]["outcome"]["eval_count"] >= len(parts)
+    assert final.prompt_eval_count > 0
     assert final.total_duration_ns > 0 and final.eval_duration_ns > 0
     assert 0 < final.time_to_first_chunk_s <= final.total_time_s
     body = emu.chat_bodies()[-1]

@@ -238,7 +238,8 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     ok = [r for r in rows if r["status"] == "ok"]
     assert [r["answer"] for r in ok] == [reply(p, n + 1) for n, p in enumerate(played)]
     for r, req in zip(ok, logged):
-        assert r["eval_count"] == req["outcome"]["eval_count"] == r["chunks"] == r["chunk_count"] > 1
+        # unpaced pieces may be published together: partials (messages) ≤ pieces (eval_count)
+        assert r["eval_count"] == req["outcome"]["eval_count"] >= r["chunks"] == r["chunk_count"] >= 1
         assert r["prompt_eval_count"] == req["outcome"]["prompt_eval_count"]
         assert (r["done_reason"], r["error"], r["model"], r["server"]) == ("stop", "", "llama3.2", emu.url)
         assert r["tokens_per_s"] == pytest.approx(r["eval_count"] / (r["eval_duration_ns"] / 1e9))
@@ -275,7 +276,7 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     for f in finals:
         parts = sorted((m for _, m in topics[f"{ns}/response_partial"] if m.request_id == f.request_id),
                        key=lambda m: m.seq)
-        assert "".join(p.text for p in parts) == f.text and len(parts) == f.eval_count
+        assert "".join(p.text for p in parts) == f.text and len(parts) == f.chunk_count
     assert [m.data for _, m in topics[f"{ns}/response_text"]] == [r["answer"] for r in ok]
     stamps = [t for _, t_msgs in topics.items() for t, _ in t_msgs]
     assert min(stamps) >= T0, "receive times, not bag times"

@@ -79,7 +79,8 @@ def test_a_stall_mid_stream_fails_after_request_timeout_not_when_ollama_resumes(
     waited = time.monotonic() - started
     assert failed.done_reason == "error"
     assert "stopped sending" in failed.error and "1s" in failed.error and emu.url in failed.error, failed.error
-    assert len(joined_partials(ep, failed)) == 2
+    assert failed.text == "You said", "the two pieces before the stall"
+    assert 1 <= len(joined_partials(ep, failed)) == failed.chunk_count <= 2
     assert 0.9 <= failed.total_time_s < 2.5 and waited < 2.8, (failed.total_time_s, waited)
     third = ask(ep, "third")
     assert third.done_reason == "stop"

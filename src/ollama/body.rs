@@ -108,11 +108,6 @@ impl LineBody {
         }
     }
 
-    /// A line already received and split off, without touching the socket.
-    pub(crate) fn buffered(&mut self) -> Option<Line> {
-        self.lines.pop_front()
-    }
-
     /// Drops the connection and every line not handed out yet.
     pub(crate) fn close(&mut self) {
         self.body = None;

@@ -84,6 +84,8 @@ mod models_tests;
 #[cfg(test)]
 mod stream_tests;
 
+#[cfg(test)]
+pub(crate) use body::Limits;
 pub use chunk::{ChatChunk, ResponseMessage, DONE_REASON_END_OF_STREAM};
 pub use client::Client;
 pub use client_config::{Api, ClientConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_PORT};

@@ -150,20 +150,21 @@ impl ChatStream {
         futures::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// A chunk that is already received and split off, without waiting and without touching
-    /// the socket; `None` when nothing is buffered (or the stream ended). A chunk it returns is
-    /// the one [`next_chunk`](Self::next_chunk) would return next; errors end the stream as there.
+    /// A chunk that is already received, without waiting: split off here, or a body frame the
+    /// HTTP client already holds (the body is polled once with a no-op waker, so nothing waits
+    /// and nothing is woken); `None` when nothing is received yet (or the stream ended). A chunk
+    /// it returns is the one [`next_chunk`](Self::next_chunk) would return next; errors, the end
+    /// of the body and a limit that already ran out end the stream as there.
+    ///
+    /// hyper hands a body over one frame (one HTTP chunk: one Ollama line) at a time and reads
+    /// the next only when its connection task runs: a caller that wants every frame already read
+    /// yields to the runtime between two calls.
     pub fn try_next_buffered(&mut self) -> Option<Result<ChatChunk, OllamaError>> {
-        if let Some(chunk) = self.peeked.take() {
-            return Some(Ok(chunk));
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        match Pin::new(&mut *self).poll_next(&mut cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => None,
         }
-        while !self.finished {
-            let line = self.body.buffered()?;
-            if let Some(item) = self.on_line(line) {
-                return Some(item);
-            }
-        }
-        None
     }
 
     /// How many chunks have been returned so far.

@@ -376,3 +376,26 @@ async fn try_next_buffered_returns_only_what_was_already_read() {
     );
     assert!(s.try_next_buffered().is_none() && s.next_chunk().await.is_none());
 }
+
+#[tokio::test]
+async fn try_next_buffered_takes_a_frame_the_body_already_holds() {
+    // One line per frame, as Ollama's server flushes them: the second frame is received but not
+    // split off when the first chunk is handed out.
+    let (tx, body) = futures::channel::mpsc::unbounded::<Result<Bytes, String>>();
+    let mut s = ChatStream::from_byte_stream(body, secs(5), "mem".into(), "m".into());
+    for frame in [token("a"), token("b"), DONE.to_vec()] {
+        tx.unbounded_send(Ok(Bytes::from(frame))).unwrap();
+    }
+    assert_eq!(s.next_chunk().await.unwrap().unwrap().content(), "a");
+    assert_eq!(s.try_next_buffered().unwrap().unwrap().content(), "b");
+    assert!(s.try_next_buffered().unwrap().unwrap().done);
+    assert!(s.try_next_buffered().is_none() && s.next_chunk().await.is_none());
+    // A body that ended cleanly without a done line: the end is known without waiting too.
+    let (tx, body) = futures::channel::mpsc::unbounded::<Result<Bytes, String>>();
+    let mut s = ChatStream::from_byte_stream(body, secs(5), "mem".into(), "m".into());
+    tx.unbounded_send(Ok(Bytes::from(token("x")))).unwrap();
+    drop(tx);
+    assert_eq!(s.next_chunk().await.unwrap().unwrap().content(), "x");
+    let end = s.try_next_buffered().unwrap().unwrap();
+    assert_eq!((end.done, end.done_reason.as_deref()), (true, Some(super::DONE_REASON_END_OF_STREAM)));
+}
