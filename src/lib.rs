@@ -13,8 +13,9 @@
 //! * `cli`: the command line outside `--ros-args` (`--help`, exit codes).
 //! * `config`: the parameter table (`Params`, one documented row per parameter with type, range
 //!   and default), its validation, and the parsed `Config` snapshot each request reads. No ROS.
-//! * `bridge`: admits inputs into per-session queues, runs them with bounded concurrency,
-//!   commits completed exchanges, answers reset and model checks.
+//! * `bridge`: admits inputs into per-session queues, runs them with bounded concurrency
+//!   (`bridge::worker`: one worker per session, idle-session expiry), commits completed
+//!   exchanges, answers reset, cancel and model checks.
 //! * `session`: per-session history, queue and cancel handle (`SessionStore`).
 //! * `exchange`: one request: history → streaming `/api/chat` → partials → final response.
 //! * `fleet`: the servers of `ollama_url` (one or several) behind the one client: session
