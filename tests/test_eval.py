@@ -20,7 +20,7 @@ from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from harness import fresh_namespace, wait_until
-from helpers import ask, history_file_name, history_pairs
+from helpers import final_for, ask, history_file_name, history_pairs
 from ollama_bridge_eval import EvalError, graph
 from ollama_bridge_eval.bag_input import read_utterances
 from ollama_bridge_eval.sessions import Sessions
@@ -282,9 +282,9 @@ def test_turn_mode_replays_in_order_from_empty_histories_and_reports_what_the_em
     assert min(stamps) >= T0, "receive times, not bag times"
     # the robot's own conversation went on as if no replay had happened
     ep.say("and now?")
-    ep.wait_finals(2)
-    assert [m["content"] for m in emu.chat_bodies()[-1]["messages"] if m["role"] == "user"] == [
-        "said before the replay", "and now?"]
+    final_for(ep, "and now?")      # (the replay's finals are on the same topic: wait for this one)
+    [body] = [b for b in emu.chat_bodies() if b["messages"][-1]["content"] == "and now?"]
+    assert [m["content"] for m in body["messages"] if m["role"] == "user"] == ["said before the replay", "and now?"]
     node.assert_healthy()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -58,10 +59,21 @@ def start_echo(ros, command: str, topic: str) -> subprocess.Popen:
 
 def test_topic_pub_speech_text_and_echo_response_text(ros, root_bridge):
     echo = start_echo(ros, "ros2 topic echo --once response_text std_msgs/msg/String", "/response_text")
-    ros2("ros2 topic pub --once speech_text std_msgs/msg/String \"{data: 'Hello robot, who are you?'}\"")
-    out, _ = echo.communicate(timeout=30)
+    # The echo's reader is matched as seen from the test; the node's writer may learn of it a moment
+    # later (a busy machine), and an answer published before that is not delivered (volatile): ask
+    # again until the echo has one.
+    for _ in range(5):
+        ros2("ros2 topic pub --once speech_text std_msgs/msg/String \"{data: 'Hello robot, who are you?'}\"")
+        try:
+            out, _ = echo.communicate(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        echo.kill()
+        raise AssertionError("ros2 topic echo --once response_text never printed an answer")
     assert echo.returncode == 0
-    assert 'data: \'You said: "Hello robot, who are you?". This is turn 1.\'' in out
+    assert re.search(r'data: \'You said: "Hello robot, who are you\?". This is turn \d+.\'', out), out
 
 
 def test_service_call_set_model_and_reset(root_bridge):

@@ -136,4 +136,4 @@ def test_unload_on_exit(start_bridge, emu, unload_on_exit):
         assert emu.state()["loaded"] == []
         assert "unload_on_exit: model 'llama3.2' unloaded" in node.log()
     else:
-        assert unloads(emu) == [] and emu.state()["loaded"] == ["llama3.2:latest"]
+        assert unloads(emu) == [] and "llama3.2:latest" in emu.state()["loaded"]

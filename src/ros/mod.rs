@@ -60,7 +60,7 @@ pub const NODE_NAME: &str = "ollama_bridge";
 /// How long in-flight requests get to publish their cancelled responses at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 /// Then how long the action goals get to send their results (the chat finals are out by then).
-const GOAL_RESULTS_GRACE: Duration = Duration::from_millis(300);
+const GOAL_RESULTS_GRACE: Duration = Duration::from_millis(800);
 /// Upper bound of one `spin_once` wait; it returns as soon as anything arrives, so this only
 /// bounds how quickly the spin thread notices shutdown.
 const SPIN_TIMEOUT: Duration = Duration::from_millis(100);
