@@ -39,8 +39,10 @@ pub fn usage() -> String {
         "ollama_bridge: a ROS 2 node that lets a robot talk to an LLM served by Ollama.\n\n\
          Usage: ollama_bridge [--help] [--ros-args [-p NAME:=VALUE]... [--params-file FILE]\n\
          \x20                    [-r FROM:=TO]... [-r __ns:=/NAMESPACE] [--log-level LEVEL]]\n\n\
-         Topics (relative names, remap with -r): speech_text (std_msgs/msg/String) and utterance in;\n\
-         response_partial, response_final, response_text out; services reset and set_model.\n\n\
+         Topics (relative names, remap with -r): speech_text (std_msgs/msg/String), utterance and spoken\n\
+         in; response_partial, response_final, response_text, response_sentence(_text), response_thinking,\n\
+         session_state, tool_calls and /diagnostics out; services reset, cancel, set_model, list_models;\n\
+         actions chat and pull_model. See the README for types and QoS.\n\n\
          Parameters (ros2 param list/get/set/describe; read-only ones are read at start only):\n",
     );
     let defaults = Params::with_defaults();

@@ -44,7 +44,7 @@ parameters! {
     format: String = "", Kind::Text, false;
     /// Let thinking models think (thinking is never spoken; false keeps replies fast)
     think: bool = false, Kind::Bool, false;
-    /// Completed exchanges kept per session (oldest dropped first; the system prompt is always kept)
+    /// Completed exchanges kept per session (past it the oldest half go at once; the system prompt is always kept)
     max_history_turns: i64 = 20, Kind::Int { min: 0, max: MANY }, false;
     /// Forget a session after this many idle seconds (0 = never)
     session_ttl_s: f64 = 3600.0, Kind::Float { min: 0.0, max: 1e9 }, false;
