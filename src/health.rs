@@ -195,7 +195,11 @@ async fn probe_one(client: &Client, model: &str) -> Result<ServerFacts, String> 
         })
     };
     match tokio::time::timeout(PROBE_TIMEOUT, asked).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
+        // every reason names its server (some transport errors do not), so a fleet's report says which
+        Ok(result) => result.map_err(|e| match e.to_string() {
+            text if text.contains(client.base_url()) => text,
+            text => format!("{}: {text}", client.base_url()),
+        }),
         Err(_) => Err(format!("Ollama at {} did not answer within {:.1}s", client.base_url(), PROBE_TIMEOUT.as_secs_f64())),
     }
 }
