@@ -57,22 +57,27 @@ def start_echo(ros, command: str, topic: str) -> subprocess.Popen:
     return proc
 
 
-def test_topic_pub_speech_text_and_echo_response_text(ros, root_bridge):
-    echo = start_echo(ros, "ros2 topic echo --once response_text std_msgs/msg/String", "/response_text")
-    # The echo's reader is matched as seen from the test; the node's writer may learn of it a moment
-    # later (a busy machine), and an answer published before that is not delivered (volatile): ask
-    # again until the echo has one.
-    for _ in range(5):
-        ros2("ros2 topic pub --once speech_text std_msgs/msg/String \"{data: 'Hello robot, who are you?'}\"")
+def echo_answer(ros, echo_command: str, topic: str, publish_command: str, attempts: int = 5) -> str:
+    """Runs `ros2 topic echo --once` on `topic`, then `publish_command` until the echo printed a
+    message; returns what it printed. The echo's reader is matched as seen from the test; the
+    node's writer may learn of it a moment later (a busy machine), and a message published before
+    that is not delivered (volatile QoS), so the input is published again until the echo has one."""
+    echo = start_echo(ros, echo_command, topic)
+    for _ in range(attempts):
+        ros2(publish_command)
         try:
-            out, _ = echo.communicate(timeout=10)
-            break
+            out, _ = echo.communicate(timeout=15)
+            assert echo.returncode == 0, out
+            return out
         except subprocess.TimeoutExpired:
             continue
-    else:
-        echo.kill()
-        raise AssertionError("ros2 topic echo --once response_text never printed an answer")
-    assert echo.returncode == 0
+    echo.kill()
+    raise AssertionError(f"`{echo_command}` never printed a message")
+
+
+def test_topic_pub_speech_text_and_echo_response_text(ros, root_bridge):
+    out = echo_answer(ros, "ros2 topic echo --once response_text std_msgs/msg/String", "/response_text",
+                      "ros2 topic pub --once speech_text std_msgs/msg/String \"{data: 'Hello robot, who are you?'}\"")
     assert re.search(r'data: \'You said: "Hello robot, who are you\?". This is turn \d+.\'', out), out
 
 
