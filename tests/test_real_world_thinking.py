@@ -114,6 +114,8 @@ def test_reasoning_in_content_is_never_spoken_nor_kept(bridge, emu, variant):
     assert " ".join(sentences) == answer, sentences
     wait_until(lambda: "Fine." in [t.data for t in ep.texts.snapshot()], 10, "the second answer on response_text",
                ep.texts.cond)
+    wait_until(lambda: "Fine." in [t.data for t in speech.sentence_texts.snapshot()], 10,
+               "the second answer on response_sentence_text", speech.sentence_texts.cond)
     spoken = [t.data for t in ep.texts.snapshot()]
     sentence_texts = [t.data for t in speech.sentence_texts.snapshot()]
     assert spoken[-1] == "Fine." and sentence_texts[-1] == "Fine."

@@ -69,7 +69,7 @@ def test_the_issue_example_gives_four_sentences_however_it_is_split(speaking_nod
     assert final.text == EXAMPLE
     assert [(s.index, s.text) for s in sentences] == list(enumerate(EXAMPLE_SENTENCES))
     assert all((s.session_id, s.request_id) == ("speech", final.request_id) for s in sentences)
-    assert [t.data for t in topics.texts.snapshot()] == EXAMPLE_SENTENCES
+    assert [t.data for t in topics.texts.wait_count(len(EXAMPLE_SENTENCES), 10, "sentence texts")] == EXAMPLE_SENTENCES
     assert speech == EXAMPLE
 
 
@@ -118,7 +118,7 @@ def test_markdown_and_emoji_are_filtered_from_speech_only(speaking_node, emu, sp
         # raw: lines shorter than min_sentence_chars join the next one, line break included
         assert texts == ["## Plan\n**Step one:** open the [door](https://example.com/door) 🚪 now.",
                          "- Then *wave* hello 👋 to everyone!", "```\nrm -rf /tmp/x", "```\nDone, all good 🎉."]
-    assert [t.data for t in topics.texts.snapshot()] == texts
+    assert [t.data for t in topics.texts.wait_count(len(texts), 10, "sentence texts")] == texts
     assert [s.index for s in sentences] == list(range(len(sentences)))
 
 

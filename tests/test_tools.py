@@ -12,6 +12,7 @@ import pytest
 from harness import DEEP, Recorder, wait_until
 from helpers import SYSTEM, assistant, finished_bodies, user
 from ollama_bridge_msgs.msg import ToolCall
+from std_msgs.msg import String
 from tool_servers import TOOLS_YAML, ToolServers
 
 def toolbot(calls, reply="Done: {last_tool}", capabilities=("completion", "tools")):
@@ -31,11 +32,11 @@ def robot(ros, start_bridge, emu, tools_file):
     """Starts servers + node for a model script; returns (ep, servers, audit records)."""
     made = []
 
-    def start(models, **params):
+    def start(models, screen=True, **params):
         emu.set_models(models)
         params.setdefault("tools_file", str(tools_file))
         node, ep = start_bridge(model="toolbot", **params)
-        servers = ToolServers(ep.ns)
+        servers = ToolServers(ep.ns, screen=screen)
         records = Recorder()
         sub = ros.node.create_subscription(ToolCall, f"{ep.ns}/tool_calls", records, DEEP)
         made.append(sub)
@@ -117,7 +118,26 @@ def test_topic_tool_publishes_the_message(robot, emu):
     assert final.error == "", final
     assert [m.data for m in servers.screen.wait_count(1, 10, "face/text messages")] == ["hello"]
     [tool] = tool_messages(finished_bodies(emu, 2)[-1])
-    assert json.loads(tool["content"]) == {"published": True, "topic": "face/text"}
+    assert json.loads(tool["content"]) == {"published": True, "topic": "face/text", "subscribers": 1}
+
+
+def test_a_topic_tool_waits_for_a_subscriber_still_being_discovered(robot, ros, emu):
+    """A display node that starts with the robot: when the model calls the tool, no subscription
+    has matched yet. The node waits for one (at most 2 s) rather than publishing into the void
+    (a volatile topic delivers only to readers already matched)."""
+    _, ep, _, _ = robot(toolbot([{"name": "say_on_screen", "arguments": {"data": "hello"}}]), screen=False)
+    before = len(ep.finals.snapshot())
+    ep.utter("s", "show hello")
+    emu.wait_for_requests(1)                      # the model's tool call has reached the node
+    screen = Recorder()
+    sub = ros.node.create_subscription(String, f"{ep.ns}/face/text", screen, DEEP)
+    try:
+        assert [m.data for m in screen.wait_count(1, 10, "face/text messages")] == ["hello"]
+        assert ep.wait_finals(before + 1, 30)[before].error == ""
+        [tool] = tool_messages(finished_bodies(emu, 2)[-1])
+        assert json.loads(tool["content"]) == {"published": True, "topic": "face/text", "subscribers": 1}
+    finally:
+        ros.node.destroy_subscription(sub)
 
 
 def tool_error(emu):

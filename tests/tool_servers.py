@@ -41,7 +41,7 @@ tools:
 class ToolServers:
     """Servers under one namespace; `hold` makes the service and the action wait until `release()`."""
 
-    def __init__(self, ns: str):
+    def __init__(self, ns: str, screen: bool = True):
         self.node = rclpy.create_node(f"tool_servers_{ns.strip('/').replace('/', '_')}")
         group = ReentrantCallbackGroup()
         self.led_requests = Recorder()
@@ -54,7 +54,7 @@ class ToolServers:
         self.service = self.node.create_service(SetBool, f"{ns}/led/set", self._set_led, callback_group=group)
         self.action = ActionServer(self.node, PullModel, f"{ns}/pull", self._execute, callback_group=group,
                                    goal_callback=self._goal, cancel_callback=self._cancel)
-        self.screen_sub = self.node.create_subscription(String, f"{ns}/face/text", self.screen, DEEP)
+        self.screen_sub = self.node.create_subscription(String, f"{ns}/face/text", self.screen, DEEP) if screen else None
         self.executor = MultiThreadedExecutor(num_threads=4)
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

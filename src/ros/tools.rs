@@ -37,7 +37,7 @@ enum Handle {
     Service(Arc<ClientUntyped>),
     /// The client (kept here, `Sync` behind a mutex) and the queue of the action runner.
     Action(Mutex<ActionClientUntyped>, mpsc::UnboundedSender<Goal>),
-    Topic(Mutex<PublisherUntyped>),
+    Topic(Arc<Mutex<PublisherUntyped>>),
 }
 
 struct Bound {
@@ -85,8 +85,8 @@ pub fn create(node: &mut r2r::Node, tools: &ToolSet) -> Result<(RosTools, LocalT
                 node.create_client_untyped(&spec.target, &spec.type_name, QosProfile::services_default()).map_err(failed)?)),
             Binding::Action => Handle::Action(
                 Mutex::new(node.create_action_client_untyped(&spec.target, &spec.type_name).map_err(failed)?), goals.clone()),
-            Binding::Topic => Handle::Topic(Mutex::new(
-                node.create_publisher_untyped(&spec.target, &spec.type_name, QosProfile::default().reliable()).map_err(failed)?)),
+            Binding::Topic => Handle::Topic(Arc::new(Mutex::new(
+                node.create_publisher_untyped(&spec.target, &spec.type_name, QosProfile::default().reliable()).map_err(failed)?))),
         };
         let server_wait = SERVER_WAIT.min(spec.timeout / 2);
         bound.insert(spec.name.clone(), Bound { handle, target: spec.target.clone(), server_wait });
@@ -105,14 +105,7 @@ impl ToolExecutor for RosTools {
         let (target, server_wait) = (bound.target.clone(), bound.server_wait);
         match &bound.handle {
             Handle::Service(client) => call_service(client.clone(), target, arguments, server_wait).boxed(),
-            Handle::Topic(publisher) => {
-                let published = publisher.lock().unwrap_or_else(|e| e.into_inner()).publish(arguments);
-                async move {
-                    published.map_err(|e| format!("could not publish on {target}: {e}"))?;
-                    Ok(json!({"published": true, "topic": target}))
-                }
-                .boxed()
-            }
+            Handle::Topic(publisher) => publish_on_topic(publisher.clone(), target, arguments, server_wait).boxed(),
             Handle::Action(client, goals) => {
                 let client = client.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let (reply, outcome) = oneshot::channel();
@@ -153,6 +146,29 @@ async fn wait_for_server(available: r2r::Result<impl Future<Output = r2r::Result
         Ok(Err(e)) => Err(format!("cannot watch for the {what}: {e}")),
         Err(_) => Err(format!("the {what} is not available (no server found within {:.1}s)", wait.as_secs_f64())),
     }
+}
+
+/// Publishes `message` once the publisher has matched a subscription, waiting at most `wait`:
+/// the topic is volatile, so a message published before a subscriber's reader is matched (a
+/// display node started with the robot, discovery still under way) reaches no one. With no
+/// subscriber after the wait it is published all the same. Result: `{"published": true,
+/// "topic": <target>, "subscribers": <matched subscriptions when published>}`.
+async fn publish_on_topic(publisher: Arc<Mutex<PublisherUntyped>>, target: String, message: Value, wait: Duration)
+                          -> Result<Value, String> {
+    let lock = || publisher.lock().unwrap_or_else(|e| e.into_inner());
+    let subscribers = |p: &PublisherUntyped| p.get_inter_process_subscription_count()
+        .map_err(|e| format!("cannot count the subscribers of {target}: {e}"));
+    let matched = {
+        let publisher = lock();
+        if subscribers(&publisher)? == 0 { publisher.wait_for_inter_process_subscribers().ok() } else { None }
+    };
+    if let Some(matched) = matched {
+        let _ = tokio::time::timeout(wait, matched).await;
+    }
+    let publisher = lock();
+    let subscribers = subscribers(&publisher)?;
+    publisher.publish(message).map_err(|e| format!("could not publish on {target}: {e}"))?;
+    Ok(json!({"published": true, "topic": target, "subscribers": subscribers}))
 }
 
 /// Sends the request and waits for the response (as JSON).
