@@ -206,19 +206,7 @@ async fn probe_one(client: &Client, model: &str) -> Result<ServerFacts, String> 
 
 pub use crate::ollama::same_model;
 
-pub use crate::ollama::redact_url as redacted_url;
-
-/// `text` with the password of each comma-separated URL of `urls` (if it has one) replaced by
-/// `xxxxx`: error texts quote the URL they failed on.
-pub fn scrub_password(text: &str, urls: &str) -> String {
-    urls.split(',').fold(text.to_string(), |text, url| match reqwest::Url::parse(url.trim()) {
-        Ok(parsed) => match parsed.password().filter(|p| !p.is_empty()) {
-            Some(password) => text.replace(password, "xxxxx"),
-            None => text,
-        },
-        Err(_) => text,
-    })
-}
+use crate::ollama::{redact_secrets, redact_url};
 
 /// The node's health: probes the server in the background, reports on demand.
 #[derive(Clone)]
@@ -272,7 +260,7 @@ pub fn news(previous: Option<&Probe>, now: &Probe) -> Vec<(log::Level, String)> 
     match (&now.outcome, previous.map(|p| p.outcome.is_ok())) {
         (Err(why), Some(true) | None) => out.push((log::Level::Warn, format!(
             "health: the Ollama server is unreachable: {}; the node keeps running and checks again every {}s",
-            scrub_password(why, &now.url), PROBE_INTERVAL.as_secs()))),
+            redact_secrets(why, &now.url), PROBE_INTERVAL.as_secs()))),
         (Ok(facts), Some(false)) => out.push((log::Level::Info,
             format!("health: the Ollama server answers again (version {})", facts.version))),
         _ => {}
@@ -281,7 +269,7 @@ pub fn news(previous: Option<&Probe>, now: &Probe) -> Vec<(log::Level, String)> 
     // what the previous probe knew of the same model on the same server
     let was_present = previous.filter(|p| p.url == now.url && p.model == now.model)
         .and_then(|p| p.outcome.as_ref().ok()).map(|f| f.model_present);
-    let (model, url) = (&now.model, redacted_url(&now.url));
+    let (model, url) = (&now.model, redact_url(&now.url));
     match (facts.model_present, was_present) {
         (false, Some(true) | None) => {
             let mut listed = facts.models.iter().take(MODELS_LISTED).cloned().collect::<Vec<_>>().join(", ");
@@ -332,7 +320,7 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         let loaded = if facts.is_some_and(|f| f.model_loaded) { "loaded" } else { "not loaded" };
         format!("ok: model '{}' ({loaded}) at {url}", config.model)
     } else {
-        scrub_password(&reasons.join("; "), &config.ollama_url)
+        redact_secrets(&reasons.join("; "), &config.ollama_url)
     };
     let flag = |get: fn(&ServerFacts) -> bool| facts.map(|f| get(f).to_string()).unwrap_or_default();
     let values = vec![
@@ -345,7 +333,7 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         ("sessions", activity.sessions.to_string()),
         ("requests_total", requests_total.to_string()),
         ("errors_total", errors_total.to_string()),
-        ("last_error", scrub_password(&last_error, &config.ollama_url)),
+        ("last_error", redact_secrets(&last_error, &config.ollama_url)),
         ("ttft_p50_s", ttft.map(|t| format!("{t:.3}")).unwrap_or_default()),
     ];
     Report { level, message, hardware_id: url, values }

@@ -89,7 +89,7 @@ pub(crate) use body::Limits;
 pub use chunk::{ChatChunk, ResponseMessage, DONE_REASON_END_OF_STREAM};
 pub use client::Client;
 pub use client_config::{Api, ClientConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_PORT};
-pub use credentials::redact_url;
+pub use credentials::{is_redacted, redact_secrets, redact_url, REDACTED_PASSWORD};
 pub use error::{OllamaError, StallLimit};
 pub use keep_alive::KeepAlive;
 pub use models::{same_model, PullProgress, PullStream, RunningModel};
