@@ -200,7 +200,7 @@ async fn probe_one(client: &Client, model: &str) -> Result<ServerFacts, String> 
             text if text.contains(client.base_url()) => text,
             text => format!("{}: {text}", client.base_url()),
         }),
-        Err(_) => Err(format!("Ollama at {} did not answer within {:.1}s", client.base_url(), PROBE_TIMEOUT.as_secs_f64())),
+        Err(_) => Err(format!("the server at {} did not answer within {:.1}s", client.base_url(), PROBE_TIMEOUT.as_secs_f64())),
     }
 }
 
@@ -259,10 +259,10 @@ pub fn news(previous: Option<&Probe>, now: &Probe) -> Vec<(log::Level, String)> 
     let mut out = Vec::new();
     match (&now.outcome, previous.map(|p| p.outcome.is_ok())) {
         (Err(why), Some(true) | None) => out.push((log::Level::Warn, format!(
-            "health: the Ollama server is unreachable: {}; the node keeps running and checks again every {}s",
+            "health: the server is unreachable: {}; the node keeps running and checks again every {}s",
             redact_secrets(why, &now.url), PROBE_INTERVAL.as_secs()))),
         (Ok(facts), Some(false)) => out.push((log::Level::Info,
-            format!("health: the Ollama server answers again (version {})", facts.version))),
+            format!("health: the server answers again (version {})", facts.version))),
         _ => {}
     }
     let Ok(facts) = &now.outcome else { return out };
@@ -278,11 +278,11 @@ pub fn news(previous: Option<&Probe>, now: &Probe) -> Vec<(log::Level, String)> 
             }
             let has = if listed.is_empty() { "it has no models".to_string() } else { format!("it has: {listed}") };
             out.push((log::Level::Warn, format!(
-                "health: model '{model}' is not on the Ollama server at {url} ({has}); requests fail until it is \
-                 pulled (`ollama pull {model}`, or the pull_model action) or another model is chosen (set_model); \
+                "health: model '{model}' is not on the server at {url} ({has}); requests fail until it is \
+                 pulled (Ollama: `ollama pull {model}`, or the pull_model action) or another model is chosen (set_model); \
                  the node keeps running")));
         }
-        (true, Some(false)) => out.push((log::Level::Info, format!("health: model '{model}' is on the Ollama server now ({url})"))),
+        (true, Some(false)) => out.push((log::Level::Info, format!("health: model '{model}' is on the server now ({url})"))),
         _ => {}
     }
     out
@@ -301,8 +301,8 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         reasons.push(why);
     };
     match probe.map(|p| &p.outcome) {
-        None => raise(Level::Warn, format!("the Ollama server at {url} has not been checked yet")),
-        Some(Err(why)) => raise(Level::Error, format!("the Ollama server is unreachable: {why}")),
+        None => raise(Level::Warn, format!("the server at {url} has not been checked yet")),
+        Some(Err(why)) => raise(Level::Error, format!("the server is unreachable: {why}")),
         Some(Ok(facts)) if !facts.unreachable.is_empty() => raise(Level::Warn, format!(
             "{} of {} servers unreachable: {}", facts.unreachable.len(), config.servers.len(), facts.unreachable.join("; "))),
         Some(Ok(_)) => {}

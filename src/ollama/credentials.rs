@@ -272,8 +272,8 @@ mod tests {
         let urls = "http://gpu0:11434, http://bob:s3cret@gpu:11434,tok3n@gpu2";
         let cases = [
             (
-                "cannot connect to Ollama at http://bob:s3cret@gpu:11434 (refused)",
-                "cannot connect to Ollama at http://bob:***@gpu:11434 (refused)",
+                "cannot connect to the server at http://bob:s3cret@gpu:11434 (refused)",
+                "cannot connect to the server at http://bob:***@gpu:11434 (refused)",
             ),
             ("proxy said: bad password s3cret", "proxy said: bad password <redacted>"),
             // Basic token of bob:s3cret, echoed by a proxy

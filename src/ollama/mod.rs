@@ -31,7 +31,7 @@
 //!   when [`ClientConfig::api`] is [`Api::OpenAi`].
 //!
 //! Tests: unit tests in each file; `chunk_tests` (a table of line variants, in memory);
-//! `client_tests`, `connection_tests` (stale pooled connections, time limits),
+//! `client_tests`, `connection_tests` (stale pooled connections, time limits), `error_tests`,
 //! `credentials_tests`, `stream_tests` and `models_tests` drive the client against
 //! `fake_server`, a raw-bytes HTTP server on 127.0.0.1:0.
 //!
