@@ -7,7 +7,8 @@ HTTP client, and the usual rclpy bridge (``benches/rclpy_peer_bridge.py``). Run 
 
 Phases: ``startup`` (process start → every topic and service discoverable), ``latency`` (publish →
 first ``response_partial``, minus the direct client's send → first chunk on the same emulator
-settings and pacing; with ``--compare-node``, another build of the node measured in the same rounds),
+settings and pacing; with ``--compare-node``, another build of the node measured in the same rounds;
+see ``latency.py``),
 ``throughput`` (1/10/100 sessions streaming: pieces/s and messages/s, pieces lost, CPU, RSS),
 ``memory`` (RSS idle and after 1,000 sessions × 20 exchanges), ``long`` (a long conversation on a real
 model: time to first partial and prompt tokens evaluated per turn, see ``long_conversation.py``),
@@ -18,7 +19,6 @@ model: time to first partial and prompt tokens evaluated per turn, see ``long_co
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import random
@@ -46,14 +46,14 @@ import rclpy  # noqa: E402
 
 import bench_report  # noqa: E402
 import failover  # noqa: E402
+import latency  # noqa: E402
 import long_conversation  # noqa: E402
 import speaking  # noqa: E402
-from bench_support import Probe, Proc, ReadyProbe, cpu_seconds, loadavg, rss_kb, run_json, summary  # noqa: E402
+from bench_support import SYSTEM_PROMPT, Proc, ReadyProbe, loadavg, rss_kb, run_json, summary  # noqa: E402
 from harness import param_args  # noqa: E402  (the tests' way of passing node parameters)
 from ollama_server.scripted import pieces  # noqa: E402
 from ollama_server.testing import EmulatorProcess  # noqa: E402
 
-SYSTEM_PROMPT = "You are a helpful robot. Answer in one or two short sentences."
 WORDS = ("alpha", "beta", "gamma", "delta", "omega", "zeta", "theta", "kappa")
 LATENCY_REPLY = "Hello! I heard you, and here is a short answer for you."
 TALK_REPLY = ("Sure. The kitchen robot can carry a tray to the table, open the fridge door and bring you "
@@ -167,67 +167,6 @@ class Bench:
         self.results["startup"] = {k: summary(v) | {"values": v} for k, v in out.items()}
         print(f"[bench] startup: bridge ready in {max(out['bridge']) * 1e3:.0f} ms at most", flush=True)
 
-    def latency(self):
-        """Publish → first partial for the echo floor, the bridge and the peer, against the direct clients."""
-        a = self.a
-        targets = {"floor": self.echo("/lat_echo"), "poll": self.echo("/lat_poll", "poll"),
-                   "bridge": self.bridge("/lat_bridge", "bench", max_concurrent_requests=100),
-                   "peer": self.peer("/lat_peer", "bench")}
-        if a.compare_node:
-            targets["compare"] = self.bridge("/lat_compare", "bench", node=a.compare_node, max_concurrent_requests=100)
-        probes = {k: Probe(f"/lat_{'echo' if k == 'floor' else k}", f"lat_probe_{k}") for k in targets}
-        try:
-            for k, probe in probes.items():
-                probe.wait_matched()
-                targets[k].check()
-            idle = self.idle_cpu(targets, 1.0 if a.smoke else 3.0)
-            results = {"idle_cpu_pct": idle, "pacings": {}}
-            per_round = max(1, a.requests // a.rounds)
-            warm = 5
-            for pacing, pause_ms in (("paused", a.pause_ms), ("back-to-back", 0)):
-                samples: dict[str, dict[str, list]] = {}
-                order = ["direct", "direct_py", "floor", "bridge", "peer", "poll"] + (["compare"] if a.compare_node else [])
-                for r in range(a.rounds):
-                    for k in order[r % len(order):] + order[:r % len(order)]:
-                        s = samples.setdefault(k, {"ttfp": [], "total": []})
-                        if k == "direct":
-                            got = run_json([str(a.examples / "direct_stream"), "--url", self.emu.url, "--model", "bench",
-                                            "--requests", str(per_round), "--warmup", str(warm), "--pause-ms",
-                                            str(pause_ms), "--system", SYSTEM_PROMPT], timeout=300)
-                            if got["errors"]:
-                                raise RuntimeError(f"direct client: {got['errors']} failed requests")
-                            s["ttfp"] += got["ttfc_ms"]
-                            s["total"] += got["total_ms"]
-                        elif k == "direct_py":
-                            first, total = direct_python(self.emu.url, per_round, warm, pause_ms / 1e3)
-                            s["ttfp"] += first
-                            s["total"] += total
-                        else:
-                            first, total = ros_requests(probes[k], f"{pacing[0]}{r}", per_round, warm, pause_ms / 1e3)
-                            s["ttfp"] += first
-                            s["total"] += total
-                results["pacings"][pacing] = {"pause_ms": pause_ms, "samples": samples,
-                                              "summary": {k: summary(v["ttfp"]) for k, v in samples.items()}}
-                sm = results["pacings"][pacing]["summary"]
-                print(f"[bench] latency ({pacing}): p50 direct {sm['direct']['p50']:.3f} ms, floor "
-                      f"{sm['floor']['p50']:.3f}, bridge {sm['bridge']['p50']:.3f}, peer {sm['peer']['p50']:.3f}",
-                      flush=True)
-            for k, proc in targets.items():
-                proc.check()
-            self.results["latency"] = results
-        finally:
-            for probe in probes.values():
-                probe.destroy()
-            for proc in targets.values():
-                proc.stop()
-
-    def idle_cpu(self, procs: dict[str, Proc], seconds: float) -> dict[str, float]:
-        """CPU % of each process over the same idle window."""
-        c0, t0 = {k: cpu_seconds(p.pid) for k, p in procs.items()}, time.monotonic()
-        time.sleep(seconds)
-        dt = time.monotonic() - t0
-        return {k: 100.0 * (cpu_seconds(p.pid) - c0[k]) / dt for k, p in procs.items()}
-
     def throughput(self):
         """Sessions streaming 200-piece answers back to back: pieces relayed per second (counted in
         answer text: the bridge may publish several pieces in one message), pieces lost, CPU, RSS.
@@ -320,47 +259,6 @@ def relay_reply(n: int) -> str:
     return " ".join(WORDS[i % len(WORDS)] for i in range(n))
 
 
-def measured(n: int, warmup: int, pause: float, one) -> tuple[list, list]:
-    """Runs ``one(i)`` (→ first-chunk ms, total ms) ``warmup`` + ``n`` times, ``pause`` s apart, with
-    the garbage collector off; returns the last ``n`` results as two lists."""
-    first, total = [], []
-    gc.disable()
-    try:
-        for i in range(warmup + n):
-            if i and pause:
-                time.sleep(pause)
-            f, t = one(i)
-            if i >= warmup:
-                first.append(f)
-                total.append(t)
-    finally:
-        gc.enable()
-    return first, total
-
-
-def ros_requests(probe: Probe, tag: str, n: int, warmup: int, pause: float) -> tuple[list, list]:
-    """``warmup`` + ``n`` utterances one after another, each in a new session (so every request
-    carries the same system + user messages as the direct client's); returns the measured ones."""
-    return measured(n, warmup, pause, lambda i: probe.one(f"{probe.node.get_name()}-{tag}-{i}",
-                                                          f"utterance number {i}, please answer"))
-
-
-def direct_python(url: str, n: int, warmup: int, pause: float) -> tuple[list, list]:
-    """The same requests through ollama-python (what the peer uses), in this process."""
-    from ollama import Client
-    client = Client(host=url)
-
-    def one(i):
-        messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                    {"role": "user", "content": f"utterance number {i}, please answer"}]
-        t0, t_first = time.perf_counter_ns(), None
-        for part in client.chat(model="bench", messages=messages, stream=True, think=False):
-            if part.message.content and t_first is None:
-                t_first = time.perf_counter_ns()
-        return (t_first - t0) / 1e6, (time.perf_counter_ns() - t0) / 1e6
-    return measured(n, warmup, pause, one)
-
-
 def main() -> int:
     a = options()
     if a.report_only:
@@ -391,7 +289,7 @@ def main() -> int:
             meta["emulator_pid"] = emu.proc.pid
             bench = Bench(a, emu)
             bench.results["meta"] = meta
-            modules = {"long": long_conversation.run, "sentence": speaking.sentence, "warmup": speaking.warmup,
+            modules = {"latency": latency.run, "long": long_conversation.run, "sentence": speaking.sentence, "warmup": speaking.warmup,
                        "failover": failover.run}
             for phase in ("startup", "latency", "throughput", "memory", "long", "sentence", "warmup", "failover"):
                 if phase in a.only:

@@ -25,6 +25,8 @@ from ollama_bridge_msgs.srv import Reset, SetModel
 # The probe's own queues are deep and reliable: the probe must never be what loses a message.
 DEEP = QoSProfile(depth=10000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The system prompt of every bridge, peer and direct client of the benchmarks.
+SYSTEM_PROMPT = "You are a helpful robot. Answer in one or two short sentences."
 
 
 # ----------------------------------------------------------------------------------- /proc, stats

@@ -86,6 +86,11 @@ fn the_url_password_is_never_shown_and_never_replaced_by_its_mark() {
     // a new real password is taken
     p.set("ollama_url", V::Text("http://robot:n3w@10.0.0.5:8080".into())).unwrap();
     assert_eq!(Config::from_params(&p).unwrap().ollama_url, "http://robot:n3w@10.0.0.5:8080");
+    // a token as the user name is hidden whole (`***@`): written back, it is kept too
+    p.set("ollama_url", V::Text("http://tok3n@10.0.0.5:8080".into())).unwrap();
+    p.set("ollama_url", p.exposed("ollama_url").unwrap()).unwrap();
+    assert_eq!(p.ollama_url, "http://tok3n@10.0.0.5:8080");
+    assert!(p.set("ollama_url", V::Text("http://***@evil:8080".into())).is_err());
 }
 
 #[test]

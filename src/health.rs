@@ -200,25 +200,13 @@ async fn probe_one(client: &Client, model: &str) -> Result<ServerFacts, String> 
             text if text.contains(client.base_url()) => text,
             text => format!("{}: {text}", client.base_url()),
         }),
-        Err(_) => Err(format!("Ollama at {} did not answer within {:.1}s", client.base_url(), PROBE_TIMEOUT.as_secs_f64())),
+        Err(_) => Err(format!("the server at {} did not answer within {:.1}s", client.base_url(), PROBE_TIMEOUT.as_secs_f64())),
     }
 }
 
 pub use crate::ollama::same_model;
 
-pub use crate::ollama::redact_url as redacted_url;
-
-/// `text` with the password of each comma-separated URL of `urls` (if it has one) replaced by
-/// `xxxxx`: error texts quote the URL they failed on.
-pub fn scrub_password(text: &str, urls: &str) -> String {
-    urls.split(',').fold(text.to_string(), |text, url| match reqwest::Url::parse(url.trim()) {
-        Ok(parsed) => match parsed.password().filter(|p| !p.is_empty()) {
-            Some(password) => text.replace(password, "xxxxx"),
-            None => text,
-        },
-        Err(_) => text,
-    })
-}
+use crate::ollama::{redact_secrets, redact_url};
 
 /// The node's health: probes the server in the background, reports on demand.
 #[derive(Clone)]
@@ -271,17 +259,17 @@ pub fn news(previous: Option<&Probe>, now: &Probe) -> Vec<(log::Level, String)> 
     let mut out = Vec::new();
     match (&now.outcome, previous.map(|p| p.outcome.is_ok())) {
         (Err(why), Some(true) | None) => out.push((log::Level::Warn, format!(
-            "health: the Ollama server is unreachable: {}; the node keeps running and checks again every {}s",
-            scrub_password(why, &now.url), PROBE_INTERVAL.as_secs()))),
+            "health: the server is unreachable: {}; the node keeps running and checks again every {}s",
+            redact_secrets(why, &now.url), PROBE_INTERVAL.as_secs()))),
         (Ok(facts), Some(false)) => out.push((log::Level::Info,
-            format!("health: the Ollama server answers again (version {})", facts.version))),
+            format!("health: the server answers again (version {})", facts.version))),
         _ => {}
     }
     let Ok(facts) = &now.outcome else { return out };
     // what the previous probe knew of the same model on the same server
     let was_present = previous.filter(|p| p.url == now.url && p.model == now.model)
         .and_then(|p| p.outcome.as_ref().ok()).map(|f| f.model_present);
-    let (model, url) = (&now.model, redacted_url(&now.url));
+    let (model, url) = (&now.model, redact_url(&now.url));
     match (facts.model_present, was_present) {
         (false, Some(true) | None) => {
             let mut listed = facts.models.iter().take(MODELS_LISTED).cloned().collect::<Vec<_>>().join(", ");
@@ -290,11 +278,11 @@ pub fn news(previous: Option<&Probe>, now: &Probe) -> Vec<(log::Level, String)> 
             }
             let has = if listed.is_empty() { "it has no models".to_string() } else { format!("it has: {listed}") };
             out.push((log::Level::Warn, format!(
-                "health: model '{model}' is not on the Ollama server at {url} ({has}); requests fail until it is \
-                 pulled (`ollama pull {model}`, or the pull_model action) or another model is chosen (set_model); \
+                "health: model '{model}' is not on the server at {url} ({has}); requests fail until it is \
+                 pulled (Ollama: `ollama pull {model}`, or the pull_model action) or another model is chosen (set_model); \
                  the node keeps running")));
         }
-        (true, Some(false)) => out.push((log::Level::Info, format!("health: model '{model}' is on the Ollama server now ({url})"))),
+        (true, Some(false)) => out.push((log::Level::Info, format!("health: model '{model}' is on the server now ({url})"))),
         _ => {}
     }
     out
@@ -313,8 +301,8 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         reasons.push(why);
     };
     match probe.map(|p| &p.outcome) {
-        None => raise(Level::Warn, format!("the Ollama server at {url} has not been checked yet")),
-        Some(Err(why)) => raise(Level::Error, format!("the Ollama server is unreachable: {why}")),
+        None => raise(Level::Warn, format!("the server at {url} has not been checked yet")),
+        Some(Err(why)) => raise(Level::Error, format!("the server is unreachable: {why}")),
         Some(Ok(facts)) if !facts.unreachable.is_empty() => raise(Level::Warn, format!(
             "{} of {} servers unreachable: {}", facts.unreachable.len(), config.servers.len(), facts.unreachable.join("; "))),
         Some(Ok(_)) => {}
@@ -332,7 +320,7 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         let loaded = if facts.is_some_and(|f| f.model_loaded) { "loaded" } else { "not loaded" };
         format!("ok: model '{}' ({loaded}) at {url}", config.model)
     } else {
-        scrub_password(&reasons.join("; "), &config.ollama_url)
+        redact_secrets(&reasons.join("; "), &config.ollama_url)
     };
     let flag = |get: fn(&ServerFacts) -> bool| facts.map(|f| get(f).to_string()).unwrap_or_default();
     let values = vec![
@@ -345,7 +333,7 @@ fn assess(config: &Config, probe: Option<&Probe>, activity: Activity, stats: &St
         ("sessions", activity.sessions.to_string()),
         ("requests_total", requests_total.to_string()),
         ("errors_total", errors_total.to_string()),
-        ("last_error", scrub_password(&last_error, &config.ollama_url)),
+        ("last_error", redact_secrets(&last_error, &config.ollama_url)),
         ("ttft_p50_s", ttft.map(|t| format!("{t:.3}")).unwrap_or_default()),
     ];
     Report { level, message, hardware_id: url, values }

@@ -63,7 +63,7 @@ def test_list_models_without_a_server_says_why(start_bridge, admin):
     _, ep = start_bridge(ollama_url=f"http://127.0.0.1:{free_port()}")
     lister, _ = admin(ep)
     answer = list_models(ep, lister)
-    assert not answer.success and "cannot connect to Ollama" in answer.message, answer.message
+    assert not answer.success and "cannot connect to the server" in answer.message, answer.message
     assert (list(answer.models), answer.current_model) == ([], "llama3.2")
 
 
@@ -92,7 +92,7 @@ def test_pull_model_reports_progress_and_succeeds(start_bridge, emu, admin):
 @pytest.mark.parametrize("model,url,message", [
     ("no-such-model", None, "pull model manifest: file does not exist"),
     ("  ", None, "the model name is empty"),
-    ("llama3.2", "dead", "cannot connect to Ollama"),
+    ("llama3.2", "dead", "cannot connect to the server"),
 ], ids=["unknown-model", "empty-name", "unreachable"])
 def test_a_failed_pull_is_aborted_with_ollamas_reason(start_bridge, emu, admin, model, url, message):
     params = {"ollama_url": f"http://127.0.0.1:{free_port()}"} if url == "dead" else {}

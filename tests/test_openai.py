@@ -92,6 +92,7 @@ def test_a_fault_gives_one_clear_error_keeps_history_and_the_next_request_works(
     for text in expected:
         assert text.lower() in failed.error.lower(), f"{text!r} not in {failed.error!r}"
     assert emu.url in failed.error and "llama3.2" in failed.error and len(failed.error) < 1500
+    assert "Ollama" not in failed.error.replace("(Ollama)", ""), "the server is not Ollama: " + failed.error
     assert "".join(p.text for p in joined_partials(ep, failed)) == failed.text
     third = ask(ep, "third")
     assert third.done_reason == "stop", third

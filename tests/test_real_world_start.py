@@ -28,7 +28,7 @@ def log_line(node, level: str, pattern: str, timeout: float = 15.0) -> str:
 
 def test_a_missing_model_is_logged_with_the_available_models_and_answered_once_it_appears(start_bridge, emu):
     node, ep = start_bridge(model="newbie", max_retries=0)
-    warning = log_line(node, "WARN", "model 'newbie' is not on the Ollama server")
+    warning = log_line(node, "WARN", "model 'newbie' is not on the server")
     assert emu.url in warning, warning
     for name in STARTUP_MODELS:
         assert name in warning, f"{name} not listed: {warning}"
@@ -37,10 +37,10 @@ def test_a_missing_model_is_logged_with_the_available_models_and_answered_once_i
     node.assert_healthy()
 
     emu.set_models({"newbie": {"reply": "Hi, I am new here."}})
-    log_line(node, "INFO", "model 'newbie' is on the Ollama server now")
+    log_line(node, "INFO", "model 'newbie' is on the server now")
     answer = ask(ep, "hello now?")
     assert (answer.done_reason, answer.error, answer.text) == ("stop", "", "Hi, I am new here."), answer
-    assert node.log().count("model 'newbie' is not on the Ollama server") == 1, "said once, not every probe"
+    assert node.log().count("model 'newbie' is not on the server") == 1, "said once, not every probe"
     node.assert_healthy()
 
 
@@ -64,9 +64,9 @@ def test_a_server_that_comes_up_without_the_model_names_the_models_it_has(start_
     node, ep = start_bridge(ollama_url=f"http://127.0.0.1:{port}", model="later", max_retries=0)
     log_line(node, "WARN", "unreachable")
     with EmulatorProcess(port=port, args=["--models", "smollm2:135m"]) as late:
-        warning = log_line(node, "WARN", "model 'later' is not on the Ollama server")
+        warning = log_line(node, "WARN", "model 'later' is not on the server")
         assert "smollm2:135m" in warning and "llama3.2" not in warning, warning
         late.set_models({"later": {"reply": "Here at last."}})
-        log_line(node, "INFO", "model 'later' is on the Ollama server now")
+        log_line(node, "INFO", "model 'later' is on the server now")
         assert ask(ep, "there?").text == "Here at last."
     node.assert_healthy()

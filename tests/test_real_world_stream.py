@@ -27,6 +27,16 @@ def logged_results(emu, n):
     return logged, [r["outcome"]["result"] for r in logged]
 
 
+def assert_answered_in_full_and_kept(node, ep, emu, final, prompt, expected, then):
+    """``final`` is the whole answer ``expected`` (done, no error), its partials join to it, the next
+    input ``then`` is sent with it in the history, and the node logged nothing unexpected."""
+    assert (final.done_reason, final.error, final.text) == ("stop", "", expected), final
+    assert "".join(p.text for p in joined_partials(ep, final)) == expected
+    ask(ep, then)
+    assert messages(emu.chat_bodies()[-1]) == conversation((prompt, expected), then=then)
+    node.assert_healthy()
+
+
 # --------------------------------------------------------------------------------------- kind 4
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 def test_a_request_on_a_pooled_connection_the_server_closed_is_sent_again_once(start_bridge, emu, reset):
@@ -157,11 +167,7 @@ def test_unusual_but_valid_lines_read_as_go_reads_them(start_bridge, emu):
     emu.push_fault({"all": [{"kind": "script", "pieces": ["Start.", " End."]}, *injected]})
     final = ask(ep, "odd lines")
     expected = "Start." + "".join(text for _, text in ODD_LINES) + " End."
-    assert (final.done_reason, final.error, final.text) == ("stop", "", expected), final
-    assert "".join(p.text for p in joined_partials(ep, final)) == expected
-    ask(ep, "next")
-    assert messages(emu.chat_bodies()[-1]) == conversation(("odd lines", expected), then="next")
-    node.assert_healthy()
+    assert_answered_in_full_and_kept(node, ep, emu, final, "odd lines", expected, then="next")
 
 
 def test_bytes_that_are_not_utf8_become_u_fffd_and_the_answer_completes(start_bridge, emu):
@@ -172,11 +178,7 @@ def test_bytes_that_are_not_utf8_become_u_fffd_and_the_answer_completes(start_br
         node, ep = start_bridge(ollama_url=proxy.url)
         final = ask(ep, "coffee?")
         expected = "Caf\ufffd au lait \ufffd\ufffd\ufffd!"
-        assert (final.done_reason, final.error, final.text) == ("stop", "", expected), final
-        assert "".join(p.text for p in joined_partials(ep, final)) == expected
-        ask(ep, "more?")
-        assert messages(emu.chat_bodies()[-1]) == conversation(("coffee?", expected), then="more?")
-        node.assert_healthy()
+        assert_answered_in_full_and_kept(node, ep, emu, final, "coffee?", expected, then="more?")
 
 
 def test_a_compatible_servers_final_line_ends_the_answer(start_bridge, emu):

@@ -27,7 +27,7 @@ FAULTS = {
     "http_503": ({"kind": "status", "status": 503}, {"max_retries": 0}, ["HTTP 503", "server busy"]),
     "proxy_502_html": ({"kind": "status", "status": 502}, {}, ["HTTP 502", "Bad Gateway"]),
     "error_line_mid_stream": ({"kind": "error_line", "after": 2}, {}, ["error was encountered while running"]),
-    "malformed_line": ({"kind": "malformed", "after": 2}, {}, ["unexpected data from Ollama"]),
+    "malformed_line": ({"kind": "malformed", "after": 2}, {}, ["unexpected data from the server"]),
     "line_over_8MB": ({"kind": "long_line", "after": 1, "bytes": 8_000_100}, {}, ["8000000"]),
 }
 
@@ -117,7 +117,7 @@ def test_ollama_absent_at_start_is_reported_and_the_node_recovers_when_it_appear
     node, ep = start_bridge(ollama_url=url, max_retries=1)
     failed = ask(ep, "anyone there?")
     assert failed.done_reason == "error"
-    assert f"cannot connect to Ollama at {url}" in failed.error and "refused" in failed.error, failed.error
+    assert f"cannot connect to the server at {url}" in failed.error and "refused" in failed.error, failed.error
     assert "retry 1/1" in node.log(), "connection refused is retried (max_retries) before the error"
     with EmulatorProcess(port=port) as late:
         answer = ask(ep, "now?")

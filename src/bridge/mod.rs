@@ -70,11 +70,20 @@ pub struct Activity {
     pub slots: usize,
 }
 
-/// Answer of a reset.
+/// Answer of a reset or a cancel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResetAnswer {
     pub success: bool,
     pub message: String,
+}
+
+/// How [`Bridge::stop`] stops the sessions it names.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    /// Cancel, then forget the history (memory and saved file).
+    Reset,
+    /// Cancel, keep the history.
+    Cancel,
 }
 
 impl Bridge {
@@ -255,14 +264,31 @@ impl Bridge {
     /// Clears one session (`""` = all). A request of it that is streaming is cancelled and
     /// answered with `done_reason: cancelled`; inputs still waiting are answered the same way.
     pub fn reset(&self, session_id: &str) -> ResetAnswer {
+        self.stop(session_id, Stop::Reset)
+    }
+
+    /// Stops one session (`""` = all) without forgetting it: its streaming request ends with
+    /// `done_reason: cancelled` (entering the history only as far as it was reported spoken),
+    /// its waiting inputs are answered the same way. The history stays.
+    pub fn cancel(&self, session_id: &str) -> ResetAnswer {
+        self.stop(session_id, Stop::Cancel)
+    }
+
+    /// [`Bridge::reset`] or [`Bridge::cancel`]: the answer says what was stopped
+    /// (`session 'a' reset: 1 streaming request(s) cancelled, 0 queued input(s) dropped`), and
+    /// is logged at INFO.
+    fn stop(&self, session_id: &str, how: Stop) -> ResetAnswer {
         let inner = &self.inner;
         let target = (!session_id.is_empty()).then_some(session_id);
-        let report = inner.store.reset(target);
+        let report = match how {
+            Stop::Reset => inner.store.reset(target),
+            Stop::Cancel => inner.store.cancel(target),
+        };
         let config = inner.config.get();
         for dropped in report.dropped.iter().cloned() {
             inner.reject(dropped, &config, Ending::Cancelled);
         }
-        if let Some(files) = &inner.history_files {
+        if let (Stop::Reset, Some(files)) = (how, &inner.history_files) {
             let removed = match target {
                 Some(id) => files.remove(id),
                 None => files.remove_all(),
@@ -271,38 +297,18 @@ impl Bridge {
                 log::error!("reset: could not delete the saved history: {e}");
             }
         }
-        let what = match target {
-            Some(id) if report.sessions == 0 => {
-                return ResetAnswer { success: true, message: format!("session '{}' is not known: nothing to reset", printable(id)) }
-            }
-            Some(id) => format!("session '{}' reset", printable(id)),
-            None => format!("all {} sessions reset", report.sessions),
+        let (verb, done, kept) = match how {
+            Stop::Reset => ("reset", "reset", ""),
+            Stop::Cancel => ("cancel", "cancelled", "; history kept"),
         };
-        let message = format!("{what} ({} streaming request(s) cancelled, {} queued input(s) dropped)",
+        let stopped = format!("{} streaming request(s) cancelled, {} queued input(s) dropped{kept}",
             report.cancelled, report.dropped.len());
+        let message = match target {
+            Some(id) if report.sessions == 0 => format!("session '{}' is not known: nothing to {verb}", printable(id)),
+            Some(id) => format!("session '{}' {done}: {stopped}", printable(id)),
+            None => format!("all {} sessions {done}: {stopped}", report.sessions),
+        };
         log::info!("{message}");
-        ResetAnswer { success: true, message }
-    }
-
-    /// Stops one session (`""` = all) without forgetting it: its streaming request ends with
-    /// `done_reason: cancelled` (entering the history only as far as it was reported spoken),
-    /// its waiting inputs are answered the same way. The history stays.
-    pub fn cancel(&self, session_id: &str) -> ResetAnswer {
-        let inner = &self.inner;
-        let target = (!session_id.is_empty()).then_some(session_id);
-        let report = inner.store.cancel(target);
-        let config = inner.config.get();
-        for dropped in report.dropped.iter().cloned() {
-            inner.reject(dropped, &config, Ending::Cancelled);
-        }
-        let what = match target {
-            Some(id) if report.sessions == 0 => format!("session '{}' is not known: nothing to cancel", printable(id)),
-            Some(id) => format!("session '{}'", printable(id)),
-            None => format!("all {} sessions", report.sessions),
-        };
-        let message = format!("{what}: {} streaming request(s) cancelled, {} queued input(s) dropped; history kept",
-            report.cancelled, report.dropped.len());
-        log::info!("cancel: {message}");
         ResetAnswer { success: true, message }
     }
 

@@ -9,6 +9,7 @@
 //! expected (`keep_alive:=-1`), a whole double where a count is expected.
 
 use super::InvalidParam;
+use crate::ollama::REDACTED_PASSWORD;
 
 /// A parameter value, as ROS carries it (the scalar types this node uses).
 #[derive(Debug, Clone, PartialEq)]
@@ -232,13 +233,13 @@ impl super::Params {
         let spec = spec(name)?;
         let value = spec.kind.accept(value).map_err(|message| InvalidParam { name: name.to_string(), message })?;
         if let (true, Value::Text(url)) = (name == "ollama_url", &value) {
-            if url.split(',').any(|one| password(one) == Some(REDACTED)) {
+            if url.split(',').any(crate::ollama::is_redacted) {
                 if *url == redact_url(&self.ollama_url) {
                     return Ok(());
                 }
                 return Err(InvalidParam {
                     name: name.to_string(),
-                    message: format!("'{REDACTED}' stands for a hidden password: give the URL with the real password"),
+                    message: format!("'{REDACTED_PASSWORD}' stands for a hidden password: give the URL with the real password"),
                 });
             }
         }
@@ -264,17 +265,6 @@ impl super::Params {
         }
         Ok(())
     }
-}
-
-/// What a redacted password looks like.
-const REDACTED: &str = "***";
-
-/// The password in a URL's userinfo (`http://user:PASSWORD@host`), if it has one.
-fn password(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    userinfo.split_once(':').map(|(_, password)| password)
 }
 
 /// `ollama_url` as it may be shown: each of its comma-separated URLs with the password replaced

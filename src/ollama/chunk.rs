@@ -6,11 +6,11 @@
 //! field as it was, unknown fields are ignored, and a missing `done` is `false`. Ollama omits
 //! zero-valued metrics and empty fields, sends `"images": null`, and adds fields between versions.
 
-use serde::de::{Deserialize, Deserializer, MapAccess};
+use serde::de::{Deserialize, Deserializer};
 use serde::Serialize;
 
 use super::error::OllamaError;
-use super::go_json::{go_struct, GoDecode, GoStruct, Onto};
+use super::go_json::{go_struct, GoDecode};
 use super::types::{ToolCall, ToolCallFunction};
 use super::wire::parse_wire_line;
 
@@ -94,65 +94,17 @@ impl ChatChunk {
     }
 }
 
-impl GoStruct for ResponseMessage {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        match key {
-            "role" => map.next_value_seed(Onto(&mut self.role))?,
-            "content" => map.next_value_seed(Onto(&mut self.content))?,
-            "thinking" => map.next_value_seed(Onto(&mut self.thinking))?,
-            "tool_calls" => map.next_value_seed(Onto(&mut self.tool_calls))?,
-            "images" => map.next_value_seed(Onto(&mut self.images))?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl GoStruct for ChatChunk {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        match key {
-            "model" => map.next_value_seed(Onto(&mut self.model))?,
-            "created_at" => map.next_value_seed(Onto(&mut self.created_at))?,
-            // Go's `Message` is a struct value: `null` leaves it, an object merges into it.
-            "message" => map.next_value_seed(Onto(&mut self.message))?,
-            "done" => map.next_value_seed(Onto(&mut self.done))?,
-            "done_reason" => map.next_value_seed(Onto(&mut self.done_reason))?,
-            "total_duration" => map.next_value_seed(Onto(&mut self.total_duration))?,
-            "load_duration" => map.next_value_seed(Onto(&mut self.load_duration))?,
-            "prompt_eval_count" => map.next_value_seed(Onto(&mut self.prompt_eval_count))?,
-            "prompt_eval_duration" => map.next_value_seed(Onto(&mut self.prompt_eval_duration))?,
-            "eval_count" => map.next_value_seed(Onto(&mut self.eval_count))?,
-            "eval_duration" => map.next_value_seed(Onto(&mut self.eval_duration))?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl GoStruct for ToolCall {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        match key {
-            "id" => map.next_value_seed(Onto(&mut self.id))?,
-            "function" => map.next_value_seed(Onto(&mut self.function))?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-impl GoStruct for ToolCallFunction {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        match key {
-            "index" => map.next_value_seed(Onto(&mut self.index))?,
-            "name" => map.next_value_seed(Onto(&mut self.name))?,
-            "arguments" => map.next_value_seed(Onto(&mut self.arguments))?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-go_struct!(ResponseMessage, ChatChunk, ToolCall, ToolCallFunction);
+// Go's `Message` is a struct value: `null` leaves it, an object merges into it (see the
+// `GoDecode` of `Option<ResponseMessage>` below).
+go_struct!(
+    ResponseMessage { role, content, thinking, tool_calls, images },
+    ChatChunk {
+        model, created_at, message, done, done_reason, total_duration, load_duration,
+        prompt_eval_count, prompt_eval_duration, eval_count, eval_duration,
+    },
+    ToolCall { id, function },
+    ToolCallFunction { index, name, arguments },
+);
 
 /// `Option<ResponseMessage>`: `null` leaves it; an object is merged into the message so far.
 impl GoDecode for Option<ResponseMessage> {

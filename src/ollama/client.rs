@@ -233,11 +233,7 @@ impl Client {
         struct Version {
             version: String,
         }
-        let url = self.endpoint("/api/version");
-        log::debug!("GET {url}");
-        let v: Version = self
-            .get_json(|http| http.get(&url).header(ACCEPT, "application/json"))
-            .await?;
+        let v: Version = self.get_endpoint_json("/api/version").await?;
         Ok(v.version)
     }
 

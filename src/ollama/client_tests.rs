@@ -247,7 +247,7 @@ async fn refused_connection_says_where_and_what_to_check() {
     assert_eq!(at, &url);
     assert!(detail.to_lowercase().contains("refused"), "{detail}");
     assert!(
-        err.to_string().contains("is `ollama serve` running"),
+        err.to_string().contains("is it running (`ollama serve`"),
         "{err}"
     );
     assert!(err.is_retryable_before_output());

@@ -17,6 +17,9 @@ use reqwest::header::HeaderValue;
 
 use super::error::OllamaError;
 
+/// What stands for a hidden password (or a user info with no `:`) in every text the node writes.
+pub const REDACTED_PASSWORD: &str = "***";
+
 /// `url` with its password replaced by `***` (`http://user:***@host:11434`); a user info with
 /// no `:` (a token used as the user name) becomes `***` as a whole. Works on any text, parsable
 /// or not, so no password is ever shown; a URL without `@` is returned unchanged. Use it
@@ -24,19 +27,53 @@ use super::error::OllamaError;
 pub fn redact_url(url: &str) -> String {
     match split_userinfo(url) {
         (Some(userinfo), _) => {
-            let shown = match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:***"),
-                None => "***".to_owned(),
-            };
             let start = scheme_end(url);
             format!(
-                "{}{shown}@{}",
+                "{}{}@{}",
                 &url[..start],
+                shown_userinfo(userinfo),
                 &url[start + userinfo.len() + 1..]
             )
         }
         (None, _) => url.to_owned(),
     }
+}
+
+/// A user info as it may be shown: `user:***`, or `***` for one with no `:`.
+fn shown_userinfo(userinfo: &str) -> String {
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:{REDACTED_PASSWORD}"),
+        None => REDACTED_PASSWORD.to_owned(),
+    }
+}
+
+/// Whether `url`'s user info is as [`redact_url`] shows it (`user:***@` or `***@`): written
+/// back, it stands for the hidden password, not for the password `***`.
+pub fn is_redacted(url: &str) -> bool {
+    split_userinfo(url)
+        .0
+        .is_some_and(|userinfo| userinfo == shown_userinfo(userinfo))
+}
+
+/// `text` without the secrets of the server URLs `urls` (comma-separated, as the
+/// `ollama_url` parameter): each `user:password@` as written in a URL becomes `user:***@` (the
+/// form of [`redact_url`]), and the password anywhere else (decoded, as written, or inside a
+/// Basic token) becomes `<redacted>`, as in the client's own error texts. For texts the node
+/// writes that may quote a URL it did not redact itself (errors, `/diagnostics` values).
+pub fn redact_secrets(text: &str, urls: &str) -> String {
+    urls.split(',').fold(text.to_owned(), |text, url| {
+        let Some(userinfo) = split_userinfo(url.trim()).0 else {
+            return text;
+        };
+        let text = text.replace(
+            &format!("{userinfo}@"),
+            &format!("{}@", shown_userinfo(userinfo)),
+        );
+        match Credentials::from_userinfo(userinfo) {
+            Some(credentials) => Secrets::new(None, Some(&credentials)).scrub(text),
+            None => text,
+        }
+    })
 }
 
 /// Where the authority begins: after `://`, or at 0 for a bare `host:port` form.
@@ -69,8 +106,9 @@ pub(crate) struct Credentials {
     pub user: String,
     /// The password (percent-decoded); `None` for `http://user@host`.
     pub password: Option<String>,
-    /// The password as written in the URL (maybe percent-encoded), to scrub that form too.
-    raw_password: Option<String>,
+    /// What [`redact_url`] hides, as written in the URL (maybe percent-encoded), to scrub that
+    /// form too: the password, or the user name when there is no `:` (a token).
+    raw_hidden: String,
 }
 
 impl fmt::Debug for Credentials {
@@ -96,7 +134,7 @@ impl Credentials {
         Some(Credentials {
             user: decode(user),
             password: raw_password.map(decode),
-            raw_password: raw_password.map(str::to_owned),
+            raw_hidden: raw_password.unwrap_or(user).to_owned(),
         })
     }
 
@@ -114,14 +152,11 @@ impl Credentials {
         Ok(value)
     }
 
-    /// Everything that reveals the password: decoded, as written, and the Basic token.
+    /// Everything that reveals what [`redact_url`] hides (the password, or the user name when
+    /// there is no password): decoded, as written, and the Basic token.
     fn secrets(&self) -> impl Iterator<Item = String> + '_ {
-        let password = self
-            .password
-            .iter()
-            .chain(self.raw_password.iter())
-            .cloned();
-        password.chain(std::iter::once(self.token()))
+        let hidden = self.password.as_ref().unwrap_or(&self.user).clone();
+        [hidden, self.raw_hidden.clone(), self.token()].into_iter()
     }
 }
 
@@ -229,6 +264,40 @@ mod tests {
                 "{url} -> {}",
                 redact_url(url)
             );
+        }
+    }
+
+    #[test]
+    fn redact_secrets_shows_urls_as_redact_url_does_and_removes_the_password_elsewhere() {
+        let urls = "http://gpu0:11434, http://bob:s3cret@gpu:11434,tok3n@gpu2";
+        let cases = [
+            (
+                "cannot connect to the server at http://bob:s3cret@gpu:11434 (refused)",
+                "cannot connect to the server at http://bob:***@gpu:11434 (refused)",
+            ),
+            ("proxy said: bad password s3cret", "proxy said: bad password <redacted>"),
+            // Basic token of bob:s3cret, echoed by a proxy
+            ("Authorization: Basic Ym9iOnMzY3JldA==", "Authorization: Basic <redacted>"),
+            ("at http://tok3n@gpu2:11434", "at http://***@gpu2:11434"),
+            ("token tok3n refused", "token <redacted> refused"),
+            ("already shown: http://bob:***@gpu:11434", "already shown: http://bob:***@gpu:11434"),
+            ("no secret here", "no secret here"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_secrets(text, urls), want, "{text}");
+        }
+        assert_eq!(redact_secrets("http://u:p%40ss@h", "http://u:p%40ss@h"), "http://u:***@h");
+        assert_eq!(redact_secrets("said p@ss", "http://u:p%40ss@h"), "said <redacted>");
+        assert_eq!(redact_secrets("any text", ""), "any text");
+    }
+
+    #[test]
+    fn is_redacted_knows_the_shown_forms() {
+        for url in ["http://u:***@h", "http://***@h", "u:***@h"] {
+            assert!(is_redacted(url), "{url}");
+        }
+        for url in ["http://u:pw@h", "http://tok@h", "http://h", "http://u:***x@h", ""] {
+            assert!(!is_redacted(url), "{url}");
         }
     }
 

@@ -191,3 +191,22 @@ async fn no_error_text_shows_the_password() {
     .unwrap_err();
     assert_clean("bad URL", &err);
 }
+
+#[tokio::test]
+async fn a_token_as_user_name_is_hidden_like_a_password() {
+    // `http://TOKEN@host`: redact_url shows `***@`, so no error text may show the token either.
+    let token = "tok3n-0123";
+    let echo = format!("bad token {token} (Basic dG9rM24tMDEyMzo=)");
+    let server = FakeServer::start(vec![vec![json_reply(
+        401,
+        "Unauthorized",
+        &json!({ "error": echo }),
+    )]])
+    .await;
+    let c = client_with(&server.url, token, None);
+    let err = c.show("llama3.2").await.unwrap_err();
+    for text in [err.to_string(), format!("{err:?}")] {
+        assert!(!text.contains(token) && !text.contains("dG9rM24tMDEyMzo="), "{text}");
+    }
+    assert!(err.to_string().contains("bad token <redacted>"), "{err}");
+}

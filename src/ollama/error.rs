@@ -1,7 +1,9 @@
 //! [`OllamaError`]: one variant per way a call to Ollama can fail (the fault matrix).
 //!
 //! Variants carry plain data (no `reqwest::Error` inside), so errors are `Clone`, comparable in
-//! tests, and can cross tasks. Texts never contain the API key.
+//! tests, and can cross tasks. Texts never contain the API key. Texts say "the server", not
+//! "Ollama": the same errors come from OpenAI-compatible engines (`api: openai`); hints that only
+//! hold for Ollama say so.
 
 use std::fmt;
 use std::time::Duration;
@@ -180,14 +182,14 @@ impl OllamaError {
     fn status_hint(&self, code: u16) -> &'static str {
         match code {
             _ if self.is_model_not_found() => {
-                " - pull the model with `ollama pull <model>` or fix the model name"
+                " - pull the model (`ollama pull <model>`; an OpenAI-compatible engine serves only the models it was started with) or fix the model name"
             }
             401 | 403 => {
                 " - check the credentials for this server: user and password in ollama_url, or the API key (OLLAMA_API_KEY, or OPENAI_API_KEY with api: openai)"
             }
-            404 => " - is ollama_url/OLLAMA_HOST pointing at Ollama itself, without an extra path?",
+            404 => " - is ollama_url/OLLAMA_HOST pointing at the server itself, without an extra path?",
             429 | 503 => {
-                " - Ollama is busy; retry later or raise OLLAMA_NUM_PARALLEL/OLLAMA_MAX_QUEUE"
+                " - the server is busy; retry later, or (Ollama) raise OLLAMA_NUM_PARALLEL/OLLAMA_MAX_QUEUE"
             }
             400 => " - the request was rejected; check the model's capabilities and parameters",
             _ => "",
@@ -198,25 +200,25 @@ impl OllamaError {
 impl fmt::Display for OllamaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OllamaError::Config(msg) => write!(f, "invalid Ollama client configuration: {msg}"),
+            OllamaError::Config(msg) => write!(f, "invalid client configuration: {msg}"),
             OllamaError::Connect { url, detail } => write!(
                 f,
-                "cannot connect to Ollama at {url} ({detail}): is `ollama serve` running and \
-                 OLLAMA_HOST/ollama_url right?"
+                "cannot connect to the server at {url} ({detail}): is it running (`ollama serve`, \
+                 or the OpenAI-compatible engine) and OLLAMA_HOST/ollama_url right?"
             ),
             OllamaError::ConnectTimeout { url, after } => write!(
                 f,
-                "connecting to Ollama at {url} timed out after {after:?}: is the host up and \
+                "connecting to the server at {url} timed out after {after:?}: is the host up and \
                  reachable, and OLLAMA_HOST/ollama_url right?"
             ),
             OllamaError::Status { code, message } => {
                 write!(
                     f,
-                    "Ollama answered HTTP {code}: {message}{}",
+                    "the server answered HTTP {code}: {message}{}",
                     self.status_hint(*code)
                 )
             }
-            OllamaError::Server(msg) => write!(f, "Ollama failed while answering: {msg}"),
+            OllamaError::Server(msg) => write!(f, "the server failed while answering: {msg}"),
             OllamaError::Stalled {
                 url,
                 after,
@@ -224,7 +226,7 @@ impl fmt::Display for OllamaError {
                 awaiting_headers,
             } => write!(
                 f,
-                "Ollama at {url} {} within {after:?} (the load timeout): the model may still be \
+                "the server at {url} {} within {after:?} (the load timeout): the model may still be \
                  loading, the request queued behind others, or a long prompt being evaluated; \
                  raise the load timeout if this is expected",
                 if *awaiting_headers {
@@ -235,16 +237,16 @@ impl fmt::Display for OllamaError {
             ),
             OllamaError::Stalled { url, after, .. } => write!(
                 f,
-                "Ollama at {url} stopped sending for {after:?} in the middle of an answer (the \
+                "the server at {url} stopped sending for {after:?} in the middle of an answer (the \
                  idle timeout); gave up (raise the idle timeout if the model is this slow)"
             ),
-            OllamaError::Protocol(msg) => write!(f, "unexpected data from Ollama: {msg}"),
+            OllamaError::Protocol(msg) => write!(f, "unexpected data from the server: {msg}"),
             OllamaError::Truncated { chunks, detail } => write!(
                 f,
                 "stream ended before the final chunk ({detail}, after {chunks} chunk(s)): \
-                 Ollama may have crashed or restarted, or a proxy cut the connection"
+                 the server may have crashed or restarted, or a proxy cut the connection"
             ),
-            OllamaError::Http(msg) => write!(f, "HTTP error talking to Ollama: {msg}"),
+            OllamaError::Http(msg) => write!(f, "HTTP error talking to the server: {msg}"),
             OllamaError::Unsupported(msg) => f.write_str(msg),
         }
     }
@@ -277,124 +279,5 @@ pub(crate) fn root_cause(e: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn status(code: u16, message: &str) -> OllamaError {
-        OllamaError::Status {
-            code,
-            message: message.to_owned(),
-        }
-    }
-
-    #[test]
-    fn model_not_found_matches_both_server_wordings_only() {
-        assert!(status(404, "model 'llama9' not found").is_model_not_found());
-        assert!(
-            status(404, r#"model "llama9" not found, try pulling it first"#).is_model_not_found()
-        );
-        assert!(!status(404, "404 page not found").is_model_not_found());
-        assert!(!status(400, "model is required").is_model_not_found());
-        assert!(!OllamaError::Server("model not found".into()).is_model_not_found());
-    }
-
-    #[test]
-    fn retryable_only_for_transient_faults_before_output() {
-        let url = "http://127.0.0.1:11434".to_owned();
-        let retry = [
-            OllamaError::Connect {
-                url: url.clone(),
-                detail: "refused".into(),
-            },
-            OllamaError::ConnectTimeout {
-                url: url.clone(),
-                after: Duration::from_secs(1),
-            },
-            status(429, "too many requests"),
-            status(
-                503,
-                "server busy, please try again.  maximum pending requests exceeded",
-            ),
-            OllamaError::Truncated {
-                chunks: 0,
-                detail: "connection closed".into(),
-            },
-        ];
-        let no_retry = [
-            status(400, "model is required"),
-            status(404, "model 'x' not found"),
-            status(500, "boom"),
-            OllamaError::Truncated {
-                chunks: 3,
-                detail: "connection closed".into(),
-            },
-            OllamaError::Server("an error was encountered while running the model".into()),
-            OllamaError::Stalled {
-                url,
-                after: Duration::from_secs(1),
-                limit: StallLimit::Load,
-                awaiting_headers: true,
-            },
-            OllamaError::Protocol("bad".into()),
-            OllamaError::Http("x".into()),
-            OllamaError::Config("x".into()),
-        ];
-        for e in &retry {
-            assert!(e.is_retryable_before_output(), "{e:?}");
-        }
-        for e in &no_retry {
-            assert!(!e.is_retryable_before_output(), "{e:?}");
-        }
-    }
-
-    #[test]
-    fn texts_say_what_failed_and_what_to_do() {
-        let e = OllamaError::Connect {
-            url: "http://x:11434".into(),
-            detail: "Connection refused (os error 111)".into(),
-        };
-        assert_eq!(
-            e.to_string(),
-            "cannot connect to Ollama at http://x:11434 (Connection refused (os error 111)): \
-             is `ollama serve` running and OLLAMA_HOST/ollama_url right?"
-        );
-        let e = status(404, "model 'llama9' not found");
-        assert!(e
-            .to_string()
-            .starts_with("Ollama answered HTTP 404: model 'llama9' not found - pull"));
-        let e = OllamaError::Truncated {
-            chunks: 2,
-            detail: "connection closed".into(),
-        };
-        assert!(e
-            .to_string()
-            .contains("stream ended before the final chunk"));
-        let e = OllamaError::Stalled {
-            url: "http://x:11434".into(),
-            after: Duration::from_millis(200),
-            limit: StallLimit::Idle,
-            awaiting_headers: false,
-        };
-        assert!(e.to_string().contains("stopped sending for 200ms"), "{e}");
-        assert!(e.to_string().contains("(the idle timeout)"), "{e}");
-        assert_eq!(
-            (e.kind(), e.stall_limit()),
-            ("stalled", Some(StallLimit::Idle))
-        );
-        let e = OllamaError::Stalled {
-            url: "http://x:11434".into(),
-            after: Duration::from_secs(300),
-            limit: StallLimit::Load,
-            awaiting_headers: false,
-        };
-        assert!(
-            e.to_string()
-                .contains("sent no first line of the answer within 300s (the load timeout)"),
-            "{e}"
-        );
-        assert_eq!(
-            e.stall_limit().map(StallLimit::setting),
-            Some("load_timeout")
-        );
-    }
-}
+#[path = "error_tests.rs"]
+mod tests;

@@ -10,6 +10,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+/// The streaming transcript of reference/ollama-docs/api-chat.md, compacted to one object per
+/// line, with non-ASCII text ("é", an emoji) so that splits fall inside multi-byte characters.
+pub(crate) const API_CHAT_LINES: [&str; 3] = [
+    r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":"The","images":null},"done":false}"#,
+    r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.4-07:00","message":{"role":"assistant","content":" café 🤖"},"done":false}"#,
+    r#"{"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":26,"prompt_eval_duration":342546000,"eval_count":282,"eval_duration":4535599000}"#,
+];
+
+/// [`API_CHAT_LINES`] as a body: each line followed by its ending (`"\n"`, or e.g. `"\r\n\n"`).
+pub(crate) fn api_chat_transcript(endings: [&str; 3]) -> String {
+    API_CHAT_LINES.iter().zip(endings).map(|(line, end)| format!("{line}{end}")).collect()
+}
+
 /// One action of a scripted connection.
 #[derive(Clone)]
 pub(crate) enum Step {

@@ -141,8 +141,22 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// Implements [`GoDecode`] for types that implement [`GoStruct`].
+/// Implements [`GoDecode`] for types that implement [`GoStruct`]; with a field list
+/// (`go_struct!(PullProgress { status, digest, total, completed })`), implements [`GoStruct`]
+/// too: each field decoded ([`Onto`]) from the key of its own name, as Go's `json:"name"` tags.
 macro_rules! go_struct {
+    ($($ty:ident { $($field:ident),+ $(,)? }),+ $(,)?) => {$(
+        impl $crate::ollama::go_json::GoStruct for $ty {
+            fn field<'de, A: serde::de::MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+                match key {
+                    $(stringify!($field) => map.next_value_seed($crate::ollama::go_json::Onto(&mut self.$field))?,)+
+                    _ => return Ok(false),
+                }
+                Ok(true)
+            }
+        }
+        $crate::ollama::go_json::go_struct!($ty);
+    )+};
     ($($ty:ty),+) => {$(
         impl $crate::ollama::go_json::GoDecode for $ty {
             fn go_decode<'de, D: serde::Deserializer<'de>>(&mut self, d: D) -> Result<(), D::Error> {

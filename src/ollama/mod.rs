@@ -31,7 +31,7 @@
 //!   when [`ClientConfig::api`] is [`Api::OpenAi`].
 //!
 //! Tests: unit tests in each file; `chunk_tests` (a table of line variants, in memory);
-//! `client_tests`, `connection_tests` (stale pooled connections, time limits),
+//! `client_tests`, `connection_tests` (stale pooled connections, time limits), `error_tests`,
 //! `credentials_tests`, `stream_tests` and `models_tests` drive the client against
 //! `fake_server`, a raw-bytes HTTP server on 127.0.0.1:0.
 //!
@@ -89,7 +89,7 @@ pub(crate) use body::Limits;
 pub use chunk::{ChatChunk, ResponseMessage, DONE_REASON_END_OF_STREAM};
 pub use client::Client;
 pub use client_config::{Api, ClientConfig, DEFAULT_LOAD_TIMEOUT, DEFAULT_PORT};
-pub use credentials::redact_url;
+pub use credentials::{is_redacted, redact_secrets, redact_url, REDACTED_PASSWORD};
 pub use error::{OllamaError, StallLimit};
 pub use keep_alive::KeepAlive;
 pub use models::{same_model, PullProgress, PullStream, RunningModel};

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use futures::stream::{FusedStream, Stream};
 use reqwest::header::ACCEPT;
-use serde::de::MapAccess;
 use serde::{Deserialize, Serialize};
 
 use super::body::{byte_stream, Event, Limits, LineBody};
@@ -22,7 +21,7 @@ use super::client::Client;
 use super::client_config::Api;
 use super::credentials::Secrets;
 use super::error::{OllamaError, StallLimit};
-use super::go_json::{go_struct, GoStruct, Onto};
+use super::go_json::go_struct;
 use super::keep_alive::KeepAlive;
 use super::ndjson::Line;
 use super::show::ModelDetails;
@@ -73,20 +72,7 @@ impl PullProgress {
     }
 }
 
-impl GoStruct for PullProgress {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
-        match key {
-            "status" => map.next_value_seed(Onto(&mut self.status))?,
-            "digest" => map.next_value_seed(Onto(&mut self.digest))?,
-            "total" => map.next_value_seed(Onto(&mut self.total))?,
-            "completed" => map.next_value_seed(Onto(&mut self.completed))?,
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-}
-
-go_struct!(PullProgress);
+go_struct!(PullProgress { status, digest, total, completed });
 
 impl Client {
     /// `GET /api/tags`: the names of the models the server has (`llama3.2:latest`, ...). With
@@ -105,11 +91,7 @@ impl Client {
             #[serde(default, deserialize_with = "null_default")]
             name: String,
         }
-        let url = self.endpoint("/api/tags");
-        log::debug!("GET {url}");
-        let tags: Tags = self
-            .get_json(|http| http.get(&url).header(ACCEPT, "application/json"))
-            .await?;
+        let tags: Tags = self.get_endpoint_json("/api/tags").await?;
         Ok(tags.models.into_iter().map(|m| m.name).collect())
     }
 
@@ -131,11 +113,7 @@ impl Client {
             #[serde(default, deserialize_with = "null_default")]
             models: Vec<RunningModel>,
         }
-        let url = self.endpoint("/api/ps");
-        log::debug!("GET {url}");
-        let ps: Ps = self
-            .get_json(|http| http.get(&url).header(ACCEPT, "application/json"))
-            .await?;
+        let ps: Ps = self.get_endpoint_json("/api/ps").await?;
         Ok(ps.models)
     }
 

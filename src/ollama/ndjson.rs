@@ -160,16 +160,12 @@ impl LineReader {
 mod tests {
     use super::*;
 
-    /// The streaming transcript of reference/ollama-docs/api-chat.md, compacted to one object per
-    /// line, with non-ASCII text ("é", an emoji) so that splits fall inside multi-byte characters.
-    const TRANSCRIPT: &str = concat!(
-        r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":"The","images":null},"done":false}"#,
-        "\n",
-        r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.4-07:00","message":{"role":"assistant","content":" café 🤖"},"done":false}"#,
-        "\n",
-        r#"{"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":26,"prompt_eval_duration":342546000,"eval_count":282,"eval_duration":4535599000}"#,
-        "\n",
-    );
+    use crate::ollama::fake_server::api_chat_transcript;
+
+    /// The api-chat.md transcript, one line each.
+    fn transcript() -> String {
+        api_chat_transcript(["\n"; 3])
+    }
 
     fn ok(text: &str) -> Line {
         Ok(text.as_bytes().to_vec())
@@ -185,13 +181,14 @@ mod tests {
     }
 
     fn expected() -> Vec<Line> {
-        TRANSCRIPT.lines().map(ok).collect()
+        transcript().lines().map(ok).collect()
     }
 
     #[test]
     fn transcript_split_at_every_offset_gives_the_same_lines() {
-        let bytes = TRANSCRIPT.as_bytes();
-        assert!(TRANSCRIPT.contains('é') && TRANSCRIPT.contains('🤖'));
+        let transcript = transcript();
+        let bytes = transcript.as_bytes();
+        assert!(transcript.contains('é') && transcript.contains('🤖'));
         for i in 0..=bytes.len() {
             let mut reader = LineReader::new();
             let got = all_lines(&mut reader, &[&bytes[..i], &bytes[i..]]);
@@ -202,7 +199,8 @@ mod tests {
 
     #[test]
     fn transcript_fed_byte_by_byte_gives_the_same_lines() {
-        let parts: Vec<&[u8]> = TRANSCRIPT.as_bytes().chunks(1).collect();
+        let transcript = transcript();
+        let parts: Vec<&[u8]> = transcript.as_bytes().chunks(1).collect();
         assert_eq!(all_lines(&mut LineReader::new(), &parts), expected());
     }
 

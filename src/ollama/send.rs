@@ -2,6 +2,7 @@
 //! connection turns out to be closed, status errors, and transport failures mapped to
 //! [`OllamaError`] variants.
 
+use reqwest::header::ACCEPT;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::time::{timeout, timeout_at, Instant};
@@ -106,6 +107,14 @@ impl Client {
                 excerpt(&text, 120)
             )))
         })
+    }
+
+    /// `GET path` (e.g. `/api/tags`) with `Accept: application/json`, logged at debug, its
+    /// answer decoded as by [`Client::get_json`].
+    pub(super) async fn get_endpoint_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, OllamaError> {
+        let url = self.endpoint(path);
+        log::debug!("GET {url}");
+        self.get_json(|http| http.get(&url).header(ACCEPT, "application/json")).await
     }
 
     /// Reads a body of at most `limit` bytes, each read bounded by the idle timeout.

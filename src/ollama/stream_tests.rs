@@ -9,19 +9,15 @@ use futures::StreamExt;
 use super::body::Limits;
 use super::client_tests::{client, hello};
 use super::fake_server::{
-    chunk, end_chunks, ndjson_head, unframed_ndjson_head, Event, FakeServer, Step,
+    api_chat_transcript, chunk, end_chunks, ndjson_head, unframed_ndjson_head, Event, FakeServer,
+    Step,
 };
 use super::{ChatChunk, ChatStream, Client, ClientConfig, OllamaError, StallLimit, MAX_LINE_BYTES};
 
-/// The api-chat.md streaming transcript, compacted, with "é" and an emoji added.
-const TRANSCRIPT: &str = concat!(
-    r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":"The","images":null},"done":false}"#,
-    "\n",
-    r#"{"model":"llama3.2","created_at":"2023-08-04T08:52:19.4-07:00","message":{"role":"assistant","content":" café 🤖"},"done":false}"#,
-    "\r\n\n",
-    r#"{"model":"llama3.2","created_at":"2023-08-04T19:22:45.499127Z","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":26,"prompt_eval_duration":342546000,"eval_count":282,"eval_duration":4535599000}"#,
-    "\n",
-);
+/// The api-chat.md streaming transcript, with a CRLF and a blank line.
+fn transcript() -> String {
+    api_chat_transcript(["\n", "\r\n\n", "\n"])
+}
 
 const DONE: &[u8] = b"{\"model\":\"llama3.2\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\"}\n";
 
@@ -68,7 +64,8 @@ fn contents(chunks: &[ChatChunk]) -> Vec<&str> {
 
 #[tokio::test]
 async fn in_memory_body_split_at_every_byte_offset_gives_identical_chunks() {
-    let bytes = TRANSCRIPT.as_bytes();
+    let transcript = transcript();
+    let bytes = transcript.as_bytes();
     let mut reference = None;
     for i in 0..=bytes.len() {
         let parts = vec![
@@ -98,7 +95,8 @@ async fn in_memory_body_split_at_every_byte_offset_gives_identical_chunks() {
 
 #[tokio::test]
 async fn streams_the_transcript_sent_in_odd_splits() {
-    let bytes = TRANSCRIPT.as_bytes();
+    let transcript = transcript();
+    let bytes = transcript.as_bytes();
     let mut script = vec![ndjson_head()];
     let mut at = 0;
     for size in [1, 7, 3, 150, 2, 1, 40].into_iter().cycle() {

@@ -31,6 +31,28 @@ fn answer<T: r2r::WrappedServiceTypeSupport + 'static>(req: r2r::ServiceRequest<
     }
 }
 
+/// The service `<name>/<service>`, each request answered at once by `respond` (a read of the
+/// store); returns its request loop.
+fn reads<T>(
+    node: &mut r2r::Node, name: &str, service: &'static str, store: &Arc<ParamStore>,
+    respond: fn(&ParamStore, &T::Request) -> T::Response,
+) -> Result<BoxFuture<'static, ()>, StartError>
+where
+    T: r2r::WrappedServiceTypeSupport + Send + 'static,
+    T::Request: Send,
+    T::Response: Send,
+{
+    let mut requests = node.create_service::<T>(&format!("{name}/{service}"), QosProfile::parameters())?;
+    let store = store.clone();
+    Ok(async move {
+        while let Some(req) = requests.next().await {
+            let response = respond(&store, &req.message);
+            answer(req, response, service);
+        }
+    }
+    .boxed())
+}
+
 /// Creates the services; returns their request loops, to be run on the spin thread.
 pub fn serve(
     node: &mut r2r::Node, store: Arc<ParamStore>, runtime: &tokio::runtime::Handle,
@@ -39,41 +61,18 @@ pub fn serve(
     let qos = QosProfile::parameters;
     let mut loops = Vec::new();
 
-    let mut requests = node.create_service::<GetParameters::Service>(&format!("{name}/get_parameters"), qos())?;
-    let s = store.clone();
-    loops.push(async move {
-        while let Some(req) = requests.next().await {
-            let values = s.get(&req.message.names);
-            answer(req, GetParameters::Response { values }, "get_parameters");
-        }
-    }.boxed());
-
-    let mut requests = node.create_service::<GetParameterTypes::Service>(&format!("{name}/get_parameter_types"), qos())?;
-    let s = store.clone();
-    loops.push(async move {
-        while let Some(req) = requests.next().await {
-            let types = s.types(&req.message.names);
-            answer(req, GetParameterTypes::Response { types }, "get_parameter_types");
-        }
-    }.boxed());
-
-    let mut requests = node.create_service::<DescribeParameters::Service>(&format!("{name}/describe_parameters"), qos())?;
-    let s = store.clone();
-    loops.push(async move {
-        while let Some(req) = requests.next().await {
-            let descriptors = s.describe(&req.message.names);
-            answer(req, DescribeParameters::Response { descriptors }, "describe_parameters");
-        }
-    }.boxed());
-
-    let mut requests = node.create_service::<ListParameters::Service>(&format!("{name}/list_parameters"), qos())?;
-    let s = store.clone();
-    loops.push(async move {
-        while let Some(req) = requests.next().await {
-            let result = s.list(&req.message.prefixes);
-            answer(req, ListParameters::Response { result }, "list_parameters");
-        }
-    }.boxed());
+    loops.push(reads::<GetParameters::Service>(node, &name, "get_parameters", &store, |s, req| {
+        GetParameters::Response { values: s.get(&req.names) }
+    })?);
+    loops.push(reads::<GetParameterTypes::Service>(node, &name, "get_parameter_types", &store, |s, req| {
+        GetParameterTypes::Response { types: s.types(&req.names) }
+    })?);
+    loops.push(reads::<DescribeParameters::Service>(node, &name, "describe_parameters", &store, |s, req| {
+        DescribeParameters::Response { descriptors: s.describe(&req.names) }
+    })?);
+    loops.push(reads::<ListParameters::Service>(node, &name, "list_parameters", &store, |s, req| {
+        ListParameters::Response { result: s.list(&req.prefixes) }
+    })?);
 
     let mut requests = node.create_service::<SetParameters::Service>(&format!("{name}/set_parameters"), qos())?;
     let (s, rt) = (store.clone(), runtime.clone());

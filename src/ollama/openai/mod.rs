@@ -98,9 +98,7 @@ impl Client {
 
     /// `GET /v1/models`: every model the server serves.
     pub(crate) async fn openai_models(&self) -> Result<Vec<ModelCard>, OllamaError> {
-        let url = self.endpoint("/v1/models");
-        log::debug!("GET {url}");
-        let list: Value = self.get_json(|http| http.get(&url).header(ACCEPT, "application/json")).await?;
+        let list: Value = self.get_endpoint_json("/v1/models").await?;
         let data = list.get("data").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         Ok(data.iter().map(ModelCard::from_json).collect())
     }
