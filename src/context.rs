@@ -144,7 +144,8 @@ struct Lookup {
     ok: bool,
 }
 
-/// Windows looked up on servers, per (server URL, model), shared by every request of the node.
+/// Windows looked up on servers, per (server, model), shared by every request of the node: a
+/// request uses the window of the server it is routed to.
 #[derive(Default)]
 pub struct ContextWindows {
     known: Mutex<HashMap<(String, String), Lookup>>,
@@ -155,13 +156,16 @@ impl ContextWindows {
         ContextWindows::default()
     }
 
-    /// The window for the next request with `config` (see the module doc). Never fails: a lookup
+    /// The window for the next request with `config` on `client`'s server (see the module doc),
+    /// looked up there when not known for that server and model. Never fails: a lookup
     /// that fails (it is logged) gives Ollama's default, and the request itself reports the fault.
     pub async fn window(&self, client: &Client, config: &Config) -> Window {
         if let Some(window) = configured_window(config) {
             return window;
         }
-        let key = (config.ollama_url.clone(), config.model.clone());
+        // per server (its API and URL as shown), not per `ollama_url`: the servers of a fleet
+        // may run the model with different windows
+        let key = (format!("{} {}", client.api().as_str(), client.base_url()), config.model.clone());
         if let Some(known) = self.lock().get(&key) {
             if known.at.elapsed() < if known.ok { WINDOW_TTL } else { FAILED_LOOKUP_TTL } {
                 return known.window.clone();
@@ -170,8 +174,8 @@ impl ContextWindows {
         let (trained, ok) = match client.show(&config.model).await {
             Ok(show) => (show.context_length(), true),
             Err(e) => {
-                log::warn!("could not look up the context length of model '{}' ({e}); assuming Ollama's default {}",
-                    config.model, OLLAMA_DEFAULT_NUM_CTX);
+                log::warn!("could not look up the context length of model '{}' on {} ({e}); assuming Ollama's default {}",
+                    config.model, client.base_url(), OLLAMA_DEFAULT_NUM_CTX);
                 (None, false)
             }
         };
