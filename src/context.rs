@@ -12,7 +12,9 @@
 //!    window is used by setting `context_tokens` (or `num_ctx`). Looked up once per server and model
 //!    and kept for [`WINDOW_TTL`]. With `api: openai` the lookup is the model's `/v1/models` entry
 //!    (see `ollama::openai`): the window the engine serves (vLLM `max_model_len`, llama.cpp's
-//!    server `meta.n_ctx`), capped the same way; with several servers, the one the request goes to.
+//!    server `meta.n_ctx`), capped the same way. With several servers each has its own (its URL is
+//!    part of the cache key): a request is fitted to the window of the server it is routed to (the
+//!    first of its route; a request that fails over before any output keeps that fit).
 //!
 //! # The reply reserve
 //! `num_predict` from `options_json` when > 0, else parameter `reply_reserve_tokens`.

@@ -135,8 +135,12 @@ async fn warm_one<F: Future<Output = ()>>(
             Err(e) => e,
         };
         if !fleet.unreachable(server, &e) {
-            return log::warn!("warm_up: could not load model '{model}' on {url}: {e} \
-                (the first answer there will wait for the load)");
+            let then = if e.is_model_not_found() && fleet.servers().len() > 1 {
+                "sessions go to the servers that have it"
+            } else {
+                "the first answer there will wait for the load"
+            };
+            return log::warn!("warm_up: could not load model '{model}' on {url}: {e} ({then})");
         }
         log::warn!("warm_up: could not load model '{model}' on {url}: {e}; it is loaded there when the server \
             is back in the rotation");

@@ -176,3 +176,17 @@ def test_a_session_is_fitted_to_the_window_of_its_own_server(start_bridge, fleet
         assert f.prompt_eval_count + 40 <= 300, f"prompt {f.prompt_eval_count} + reserve 40 > b's window"
     assert "300-token context window (model 'm')" in node.log()
     assert [len(server.requests("/api/show")) for server in fleet] == [1, 1], "looked up once per server"
+
+
+def test_a_session_is_fitted_to_the_window_of_the_only_server_that_has_the_model(start_bridge, fleet):
+    """Nothing is known of the servers' models before the first request: the window is looked up
+    where the request goes (b), not on the first server (a, which lacks the model)."""
+    a, b = fleet
+    b.set_models({"only-b": {"reply": REPLY, "context_length": 300}})
+    node, ep = bridge(start_bridge, fleet, model="only-b", reply_reserve_tokens=40, max_history_turns=100)
+    finals = [ask(ep, "s1", f"question number {i} about the weather") for i in range(16)]
+    assert {f.server for f in finals} == {b.url} and all(f.done_reason == "stop" for f in finals)
+    turns = [history_turns(body) for body in b.chat_bodies()]
+    assert any(turns[i] < turns[i - 1] for i in range(1, 16)), f"b's 300-token window trims: {turns}"
+    assert all(f.prompt_eval_count + 40 <= 300 for f in finals), [f.prompt_eval_count for f in finals]
+    assert a.requests("/api/show") == [] and "could not look up the context length" not in node.log()
