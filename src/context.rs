@@ -12,7 +12,9 @@
 //!    window is used by setting `context_tokens` (or `num_ctx`). Looked up once per server and model
 //!    and kept for [`WINDOW_TTL`]. With `api: openai` the lookup is the model's `/v1/models` entry
 //!    (see `ollama::openai`): the window the engine serves (vLLM `max_model_len`, llama.cpp's
-//!    server `meta.n_ctx`), capped the same way; with several servers, the one the request goes to.
+//!    server `meta.n_ctx`), capped the same way. With several servers each has its own (its URL is
+//!    part of the cache key): a request is fitted to the window of the server it is routed to (the
+//!    first of its route; a request that fails over before any output keeps that fit).
 //!
 //! # The reply reserve
 //! `num_predict` from `options_json` when > 0, else parameter `reply_reserve_tokens`.
@@ -144,7 +146,8 @@ struct Lookup {
     ok: bool,
 }
 
-/// Windows looked up on servers, per (server URL, model), shared by every request of the node.
+/// Windows looked up on servers, per (server, model), shared by every request of the node: a
+/// request uses the window of the server it is routed to.
 #[derive(Default)]
 pub struct ContextWindows {
     known: Mutex<HashMap<(String, String), Lookup>>,
@@ -155,13 +158,16 @@ impl ContextWindows {
         ContextWindows::default()
     }
 
-    /// The window for the next request with `config` (see the module doc). Never fails: a lookup
+    /// The window for the next request with `config` on `client`'s server (see the module doc),
+    /// looked up there when not known for that server and model. Never fails: a lookup
     /// that fails (it is logged) gives Ollama's default, and the request itself reports the fault.
     pub async fn window(&self, client: &Client, config: &Config) -> Window {
         if let Some(window) = configured_window(config) {
             return window;
         }
-        let key = (config.ollama_url.clone(), config.model.clone());
+        // per server (its API and URL as shown), not per `ollama_url`: the servers of a fleet
+        // may run the model with different windows
+        let key = (format!("{} {}", client.api().as_str(), client.base_url()), config.model.clone());
         if let Some(known) = self.lock().get(&key) {
             if known.at.elapsed() < if known.ok { WINDOW_TTL } else { FAILED_LOOKUP_TTL } {
                 return known.window.clone();
@@ -170,8 +176,8 @@ impl ContextWindows {
         let (trained, ok) = match client.show(&config.model).await {
             Ok(show) => (show.context_length(), true),
             Err(e) => {
-                log::warn!("could not look up the context length of model '{}' ({e}); assuming Ollama's default {}",
-                    config.model, OLLAMA_DEFAULT_NUM_CTX);
+                log::warn!("could not look up the context length of model '{}' on {} ({e}); assuming Ollama's default {}",
+                    config.model, client.base_url(), OLLAMA_DEFAULT_NUM_CTX);
                 (None, false)
             }
         };

@@ -69,6 +69,22 @@ async fn a_configured_window_needs_no_server_and_a_failed_lookup_assumes_the_def
     assert_eq!(assumed, server_window("llama3.2", None));
 }
 
+#[tokio::test]
+async fn each_server_of_a_fleet_has_its_own_window_for_a_model() {
+    use crate::ollama::fake_server::{json_reply, FakeServer};
+    let show = |n: u64| json_reply(200, "OK", &serde_json::json!({"model_info": {"general.architecture": "llama", "llama.context_length": n}}));
+    // one lookup each: a second one would find no answer (and assume the default)
+    let (small, large) = (FakeServer::start(vec![vec![show(300)]]).await, FakeServer::start(vec![vec![show(2000)]]).await);
+    let client = |url: &str| Client::new(ClientConfig { base_url: url.into(), ..ClientConfig::from_env() }).unwrap();
+    let (a, b) = (client(&small.url), client(&large.url));
+    let both = config(|p| p.ollama_url = format!("{},{}", small.url, large.url));
+    let windows = ContextWindows::new();
+    assert_eq!(windows.window(&a, &both).await, server_window("llama3.2", Some(300)));
+    assert_eq!(windows.window(&b, &both).await, server_window("llama3.2", Some(2000)), "not the first server's");
+    assert_eq!(windows.window(&a, &both).await.tokens, 300, "kept per server");
+    assert_eq!(windows.window(&b, &both).await.tokens, 2000, "kept per server");
+}
+
 #[test]
 fn the_reply_reserve_is_num_predict_else_the_parameter() {
     assert_eq!(reply_reserve(&config(|_| {})), 512);

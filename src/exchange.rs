@@ -119,11 +119,14 @@ pub async fn run(
 /// `context::fit`); looking the window up stops when the job is cancelled.
 async fn fit_history(route: &Route, config: &Config, job: &Job, windows: &ContextWindows) -> Result<context::Fit, Failure> {
     let request = &job.request;
-    let client = route.client();
     let planned = tokio::select! {
         biased;
         _ = job.cancel.cancelled() => return Err(Failure::Cancelled),
-        planned = context::plan(windows, &client, config, &job.history, &request.text) => planned,
+        // the window of the server the request goes to, once the route knows which has the model
+        planned = async {
+            route.settle().await;
+            context::plan(windows, &route.client(), config, &job.history, &request.text).await
+        } => planned,
     };
     match planned {
         Ok(fit) if fit.dropped > 0 => {

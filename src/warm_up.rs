@@ -8,6 +8,13 @@
 //! with the `keep_alive` parameter, so the model then stays as long as after an answer. Alongside,
 //! the node looks up what its first request would (the model's context window, `/api/show`).
 //!
+//! With several servers (`ollama_url` lists them) every server is warmed, at once: a session may
+//! be routed to any of them. Each server's outcome is logged with its URL (password as `***`),
+//! and one failing does not stop the others. A server that cannot be reached (refused, connect
+//! timeout) is marked down (see `fleet`); the model is loaded there when the fleet's probes
+//! bring it back into the rotation, as is a server that was down when the warm-up began. With
+//! one server a failure is only logged (there is no rotation to come back to).
+//!
 //! The load runs in the background: inputs are taken and queued as usual meanwhile (a request
 //! that reaches Ollama during the load waits for it there, as it would without warm-up, but
 //! never for the bridge). A failure (server down, unknown model, timeout after
@@ -15,14 +22,16 @@
 //! cancels an older one still waiting (its HTTP request is closed; Ollama finishes a load it
 //! started anyway, `server/sched.go`).
 //!
-//! With `unload_on_exit` (default off) the node sends `keep_alive: 0` for its model when it
-//! stops ([`Client::unload`], answered `done_reason: "unload"`), waiting at most the shutdown
-//! grace; warm-ups still running are cancelled first.
+//! With `unload_on_exit` (default off) the node sends `keep_alive: 0` for its model to every
+//! server when it stops ([`Client::unload`], answered `done_reason: "unload"`), at once, waiting
+//! at most the shutdown grace; warm-ups still running are cancelled first. Servers spoken to with
+//! `api: openai` are skipped (an engine keeps the models it was started with).
 
 use crate::config::Config;
-use crate::ollama::{Client, OllamaError};
+use crate::fleet::{Fleet, Server};
+use crate::ollama::{Api, Client, KeepAlive, OllamaError};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -64,11 +73,14 @@ impl WarmUp {
         WarmUp { current: Mutex::new(stopping.child_token()), stopping }
     }
 
-    /// Loads `config.model` in the background when `config.warm_up` is on, and runs `also` (e.g.
-    /// the context-window lookup the first request would make) alongside; returns at once.
-    /// Needs a tokio runtime (it spawns a task). Failures are logged at WARN.
-    pub fn start<F>(&self, client: Result<Client, OllamaError>, config: &Config, reason: Reason, also: F)
+    /// Loads `config.model` on every server of `fleet` in the background when `config.warm_up` is
+    /// on, and runs `look_up(client)` for each server alongside (e.g. the context-window lookup
+    /// its first request would make); returns at once. A server that is down is warmed when it
+    /// is back (see the module doc) unless a newer warm-up or the node's stop comes first. Needs
+    /// a tokio runtime (it spawns a task). Failures are logged at WARN.
+    pub fn start<F, L>(&self, fleet: Result<Arc<Fleet>, OllamaError>, config: &Config, reason: Reason, look_up: L)
     where
+        L: Fn(Client) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
         if !config.warm_up || self.stopping.is_cancelled() {
@@ -80,25 +92,16 @@ impl WarmUp {
             *current = self.stopping.child_token();
             current.clone()
         };
-        let (model, keep_alive, url) = (config.model.clone(), config.keep_alive, config.shown_url());
+        let (model, keep_alive) = (config.model.clone(), config.keep_alive);
         tokio::spawn(async move {
-            let client = match client {
-                Ok(client) => client,
+            let fleet = match fleet {
+                Ok(fleet) => fleet,
                 Err(e) => return log::warn!("warm_up {}: cannot load model '{model}': {e}", reason.as_str()),
             };
-            let started = Instant::now();
-            log::info!("warm_up {}: loading model '{model}' on {url}", reason.as_str());
-            let load = async {
-                match client.load(&model, keep_alive).await {
-                    Ok(answer) => log::info!("warm_up: model '{model}' is loaded ({} after {} ms)",
-                        answer.done_reason.as_deref().unwrap_or("no done_reason"), started.elapsed().as_millis()),
-                    Err(e) => log::warn!("warm_up: could not load model '{model}' on {url}: {e} \
-                        (the first answer will wait for the load)"),
-                }
-            };
+            let each = fleet.servers().iter().map(|server| warm_one(&fleet, server, &model, keep_alive, reason, &look_up));
             tokio::select! {
                 _ = cancel.cancelled() => log::debug!("warm_up of model '{model}' cancelled (a newer one, or shutdown)"),
-                _ = async { tokio::join!(load, also) } => {}
+                _ = futures::future::join_all(each) => {}
             }
         });
     }
@@ -109,22 +112,65 @@ impl WarmUp {
     }
 }
 
-/// With `config.unload_on_exit`, unloads `config.model` (`keep_alive: 0`), waiting at most
-/// `within`; logs the outcome (a failure at WARN). Without it, returns at once.
-pub async fn unload_at_exit(client: Result<Client, OllamaError>, config: &Config, within: Duration) {
+/// Warms one server: once it is up, loads `model` there and runs `look_up` alongside; when the
+/// load finds the server unreachable (and the fleet marks it down), waits for it to be back and
+/// loads again. Returns when loaded or after a failure of another kind (logged at WARN).
+async fn warm_one<F: Future<Output = ()>>(
+    fleet: &Fleet, server: &Arc<Server>, model: &str, keep_alive: Option<KeepAlive>, reason: Reason,
+    look_up: &impl Fn(Client) -> F,
+) {
+    let url = server.shown();
+    if !server.is_up() {
+        log::info!("warm_up {}: {url} is down; model '{model}' is loaded there when it is back in the rotation",
+            reason.as_str());
+    }
+    loop {
+        server.until_up().await;
+        let started = Instant::now();
+        log::info!("warm_up {}: loading model '{model}' on {url}", reason.as_str());
+        let (loaded, ()) = tokio::join!(server.client.load(model, keep_alive), look_up(server.client.clone()));
+        let e = match loaded {
+            Ok(answer) => return log::info!("warm_up: model '{model}' is loaded on {url} ({} after {} ms)",
+                answer.done_reason.as_deref().unwrap_or("no done_reason"), started.elapsed().as_millis()),
+            Err(e) => e,
+        };
+        if !fleet.unreachable(server, &e) {
+            let then = if e.is_model_not_found() && fleet.servers().len() > 1 {
+                "sessions go to the servers that have it"
+            } else {
+                "the first answer there will wait for the load"
+            };
+            return log::warn!("warm_up: could not load model '{model}' on {url}: {e} ({then})");
+        }
+        log::warn!("warm_up: could not load model '{model}' on {url}: {e}; it is loaded there when the server \
+            is back in the rotation");
+    }
+}
+
+/// With `config.unload_on_exit`, unloads `config.model` (`keep_alive: 0`) on every server of
+/// `fleet` at once (not with `api: openai`), waiting at most `within`; logs each server's outcome
+/// (a failure at WARN). Without it, returns at once.
+pub async fn unload_at_exit(fleet: Result<Arc<Fleet>, OllamaError>, config: &Config, within: Duration) {
     if !config.unload_on_exit {
         return;
     }
     let model = &config.model;
-    let client = match client {
-        Ok(client) => client,
+    let fleet = match fleet {
+        Ok(fleet) => fleet,
         Err(e) => return log::warn!("unload_on_exit: cannot unload model '{model}': {e}"),
     };
-    match tokio::time::timeout(within, client.unload(model)).await {
-        Ok(Ok(answer)) => log::info!("unload_on_exit: model '{model}' unloaded ({})",
-            answer.done_reason.as_deref().unwrap_or("no done_reason")),
-        Ok(Err(e)) => log::warn!("unload_on_exit: could not unload model '{model}' on {}: {e}", config.shown_url()),
-        Err(_) => log::warn!("unload_on_exit: the server did not answer the unload of model '{model}' within {:.1}s",
-            within.as_secs_f64()),
+    if fleet.api() == Api::OpenAi {
+        return log::info!("unload_on_exit: not sent (api: openai; an engine keeps the models it was started with)");
     }
+    let each = fleet.servers().iter().map(|server| async move {
+        let url = server.shown();
+        match tokio::time::timeout(within, server.client.unload(model)).await {
+            Ok(Ok(answer)) => log::info!("unload_on_exit: model '{model}' unloaded on {url} ({})",
+                answer.done_reason.as_deref().unwrap_or("no done_reason")),
+            Ok(Err(e)) => log::warn!("unload_on_exit: could not unload model '{model}' on {url}: {e}"),
+            Err(_) => log::warn!("unload_on_exit: {url} did not answer the unload of model '{model}' within {:.1}s",
+                within.as_secs_f64()),
+        }
+    });
+    futures::future::join_all(each).await;
 }

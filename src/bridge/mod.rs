@@ -250,12 +250,6 @@ impl Bridge {
         }
     }
 
-    /// The HTTP client of the first server of `ollama_url` (with one server: the server),
-    /// with the current timeouts (shared with the requests).
-    pub fn client(&self) -> Result<Client, OllamaError> {
-        self.fleet().map(|fleet| fleet.first().clone())
-    }
-
     /// Every server of `ollama_url` and what is known about them (shared with the requests).
     pub fn fleet(&self) -> Result<Arc<Fleet>, OllamaError> {
         self.inner.fleet(&self.inner.config.get())
@@ -334,13 +328,11 @@ impl Bridge {
         fleet.check_model(model).await
     }
 
-    /// Looks up the current model's context window (`/api/show`) into the cache the requests use,
-    /// as the first request would; for `warm_up`, so that the first answer does not wait for it.
-    pub async fn look_up_context_window(&self) {
-        let config = self.inner.config.get();
-        if let Ok(client) = self.client() {
-            self.inner.windows.window(&client, &config).await;
-        }
+    /// Looks up the current model's context window on `client`'s server (`/api/show`) into the
+    /// cache the requests routed there use, as their first would; for `warm_up` (every server),
+    /// so that the first answer does not wait for it.
+    pub async fn look_up_context_window(&self, client: &Client) {
+        self.inner.windows.window(client, &self.inner.config.get()).await;
     }
 
     /// Cancels every request (each gets a cancelled response) and waits up to `grace` for them.

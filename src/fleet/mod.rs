@@ -21,6 +21,10 @@
 //!   answers (or when a request it was tried for as a last resort succeeds). Down servers are
 //!   tried only after every up one. With one server nothing is marked: it is always tried.
 //!
+//! * **Every server** gets the calls that are not a request's: the warm-up's load and the
+//!   context-window lookup (each server's own window is what its requests are fitted to), the
+//!   unload at exit, `list_models`, `pull_model` and the model check of `set_model`.
+//!
 //! Layout: `standing` (up/down, probes, model lists of one server), `route` (one request's
 //! server choice and failover), here the fleet and its cache in the bridge, and the model check
 //! of `set_model` ([`Fleet::check_model`]).
@@ -68,15 +72,25 @@ impl Fleet {
         &self.servers
     }
 
-    /// The first server's client: for the calls that go to one server (its URL is `ollama_url`
-    /// when there is one).
-    pub fn first(&self) -> &Client {
-        &self.servers[0].client
-    }
-
     /// The API the servers speak.
     pub fn api(&self) -> Api {
-        self.first().api()
+        self.servers[0].client.api()
+    }
+
+    /// After a call other than a request's (a warm-up's load) failed on `server` with `e`: when `e`
+    /// says the server cannot be reached (refused, connect timeout, a transport failure, closed
+    /// before answering) and the fleet has several servers, marks it down, so that requests pass it
+    /// over and the probes bring it back, and returns true. With one server nothing is marked.
+    pub fn unreachable(&self, server: &Arc<Server>, e: &OllamaError) -> bool {
+        let cut_off = match e {
+            OllamaError::Connect { .. } | OllamaError::ConnectTimeout { .. } | OllamaError::Http(_) => true,
+            OllamaError::Truncated { chunks, .. } => *chunks == 0,
+            _ => false,
+        };
+        if cut_off && self.servers.len() > 1 {
+            server.mark_down(e);
+        }
+        cut_off && self.servers.len() > 1
     }
 
     /// The way one request of `session` for `model` takes (see [`Route`]).

@@ -81,6 +81,20 @@ impl Route {
         self.fleet.servers[self.lock_at().0].client.clone()
     }
 
+    /// Looks the model up in the lists of the up servers where it is not known (several servers
+    /// only), and points [`Route::client`] at the server the request will go to first with what
+    /// is known then: what is prepared for it (the context window) is that server's.
+    pub async fn settle(&self) {
+        let fleet = &self.fleet;
+        if fleet.servers.len() > 1 {
+            let unknown = fleet.servers.iter().filter(|s| s.is_up() && s.has_model(&self.model).is_none());
+            futures::future::join_all(unknown.map(|s| s.look_up(&self.model))).await;
+            if let Some(first) = fleet.order_for(&self.session, &self.model).first() {
+                self.lock_at().0 = *first;
+            }
+        }
+    }
+
     /// The URL (password as `***`) of the server that answered, else of the last one tried.
     pub fn server(&self) -> String {
         let index = self.answered.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or_else(|| self.lock_at().0);
@@ -94,10 +108,7 @@ impl Route {
     pub async fn chat_stream(&self, chat: &ChatRequest) -> Result<ChatStream, OllamaError> {
         let fleet = &self.fleet;
         let several = fleet.servers.len() > 1;
-        if several {
-            let unknown = fleet.servers.iter().filter(|s| s.is_up() && s.has_model(&self.model).is_none());
-            futures::future::join_all(unknown.map(|s| s.look_up(&self.model))).await;
-        }
+        self.settle().await;
         let order = fleet.order_for(&self.session, &self.model);
         let mut last = OllamaError::Config("no server to send the request to".into());
         for (n, index) in order.iter().copied().enumerate() {

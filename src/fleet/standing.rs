@@ -26,6 +26,8 @@ pub struct Server {
     /// Requests of the node on this server now.
     in_flight: AtomicUsize,
     state: Mutex<State>,
+    /// True while the server is up: awaited by whatever waits for it to rejoin ([`Server::until_up`]).
+    up: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -40,7 +42,8 @@ struct State {
 
 impl Server {
     pub(super) fn new(index: usize, client: Client) -> Server {
-        Server { client, index, in_flight: AtomicUsize::new(0), state: Mutex::new(State::default()) }
+        let up = tokio::sync::watch::Sender::new(true);
+        Server { client, index, in_flight: AtomicUsize::new(0), state: Mutex::new(State::default()), up }
     }
 
     /// The URL as shown (password as `***`).
@@ -83,6 +86,7 @@ impl Server {
                 return;
             }
             state.down = Some((Instant::now(), why.to_string()));
+            self.up.send_replace(false);
         }
         log::warn!("server {} is down ({why}): its requests go to the other servers; probing it every {}-{} s until it answers",
             self.shown(), PROBE_FIRST.as_secs(), PROBE_MAX.as_secs());
@@ -94,9 +98,19 @@ impl Server {
 
     /// Puts the server back into the rotation.
     pub(super) fn mark_up(&self) {
-        if let Some((since, _)) = self.lock().down.take() {
+        let mut state = self.lock();
+        if let Some((since, _)) = state.down.take() {
+            self.up.send_replace(true);
+            drop(state);
             log::info!("server {} answers again: back in the rotation after {:.1}s", self.shown(), since.elapsed().as_secs_f64());
         }
+    }
+
+    /// Returns when the server is up: at once while it is, else when a probe (or a request) puts
+    /// it back into the rotation.
+    pub async fn until_up(&self) {
+        // `wait_for` fails only when the sender is gone, and `self` holds it
+        let _ = self.up.subscribe().wait_for(|up| *up).await;
     }
 
     /// Whether the server has `model`, if known (learnt less than [`MODEL_LIST_TTL`] ago).

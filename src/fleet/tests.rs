@@ -195,3 +195,36 @@ async fn set_model_check_names_the_servers_that_lack_it() {
     let err = fleet.check_model("m").await.expect_err("none has it");
     assert!(err.starts_with("model 'm' is on none of the servers:"), "{err}");
 }
+
+#[tokio::test]
+async fn a_server_found_unreachable_outside_a_request_is_marked_down_and_waited_for_until_up() {
+    let (a, b) = (closed_port(), closed_port());
+    let fleet = Fleet::new(vec![config(&a), config(&b)]).expect("fleet");
+    let server = fleet.servers()[0].clone();
+    let refused = OllamaError::Connect { url: a.clone(), detail: "refused".into() };
+    let not_found = OllamaError::Status { code: 404, message: "model 'm' not found".into() };
+    assert!(!fleet.unreachable(&server, &not_found) && server.is_up(), "an answer is not unreachable");
+    assert!(fleet.unreachable(&server, &refused) && !server.is_up(), "marked down (and probed)");
+    let waiting = tokio::spawn({
+        let server = server.clone();
+        async move { server.until_up().await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished(), "waits while the server is down");
+    server.mark_up();
+    tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("back up: the wait ends").expect("task");
+    server.until_up().await; // up: returns at once
+    let alone = Fleet::new(vec![config(&a)]).expect("fleet");
+    assert!(!alone.unreachable(&alone.servers()[0], &refused) && alone.servers()[0].is_up(), "one server: never marked");
+}
+
+#[tokio::test]
+async fn a_settled_route_points_at_the_server_with_the_model_before_anything_is_sent() {
+    let lacking = FakeServer::start(vec![vec![json_reply(200, "OK", &json!({"models": [{"name": "other:latest"}]}))]]).await;
+    let has = FakeServer::start(vec![vec![tags()]]).await;
+    let fleet = Arc::new(Fleet::new(vec![config(&lacking.url), config(&has.url)]).expect("fleet"));
+    let route = fleet.route("kitchen", "m");
+    assert_eq!(route.client().base_url(), lacking.url, "nothing known yet: the first server");
+    route.settle().await;
+    assert_eq!(route.client().base_url(), has.url, "the window looked up is that of the server the request goes to");
+}

@@ -104,15 +104,19 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     let store = Arc::new(ParamStore::new(values, config.clone(), node.fully_qualified_name()?, model_check, events));
     // warm_up: the model is loaded now and after every change of model or server, in the background
     let warm_up = Arc::new(WarmUp::new());
+    // (on every server, each with its own context-window lookup)
     let lookup = |b: &Bridge| {
         let b = b.clone();
-        async move { b.look_up_context_window().await }
+        move |client: crate::ollama::Client| {
+            let b = b.clone();
+            async move { b.look_up_context_window(&client).await }
+        }
     };
-    warm_up.start(bridge.client(), &config.get(), Reason::Start, lookup(&bridge));
+    warm_up.start(bridge.fleet(), &config.get(), Reason::Start, lookup(&bridge));
     let (warmer, warm_bridge) = (warm_up.clone(), bridge.clone());
     store.on_change(Box::new(move |before: &Config, now: &Config| {
         if before.model != now.model || before.ollama_url != now.ollama_url {
-            warmer.start(warm_bridge.client(), now, Reason::ModelChange, lookup(&warm_bridge));
+            warmer.start(warm_bridge.fleet(), now, Reason::ModelChange, lookup(&warm_bridge));
         }
     }));
 
@@ -143,7 +147,7 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     warm_up.stop();
     let last = config.get();
     runtime.block_on(async {
-        tokio::join!(bridge.shutdown(SHUTDOWN_GRACE), unload_at_exit(bridge.client(), &last, SHUTDOWN_GRACE))
+        tokio::join!(bridge.shutdown(SHUTDOWN_GRACE), unload_at_exit(bridge.fleet(), &last, SHUTDOWN_GRACE))
     });
     stopping.cancel();
     goal_tasks.close();
