@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import bench_throughput
-from bench_chart import LABELS, chart
+from bench_chart import LABELS, write as write_chart
 from bench_rows import MB, Row, fmt, ratio, table
 from failover import section as failover_section, target_rows as failover_rows
 from long_conversation import section as long_section, target_rows as long_rows
@@ -126,7 +126,7 @@ def write(results: dict, out: Path) -> Path:
     L += method_section(meta)
     out.mkdir(parents=True, exist_ok=True)
     if lat:
-        (out / "latency.png").write_bytes(chart(lat).png())
+        write_chart(lat, out / "latency.png")
     path = out / "report.md"
     path.write_text("\n".join(L) + "\n")
     return path

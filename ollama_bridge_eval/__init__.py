@@ -18,7 +18,7 @@ Modules, one concern each:
 * ``recorder``  what the bridge published, with receive times, written as an mcap bag
 * ``record``    ``--record``: one topic into an mcap bag, where ``ros2 bag`` is not installed
 * ``report``    per-utterance rows and summary statistics, as report.json and report.md
-* ``chart``     latency.png, drawn by a small built-in rasterizer (no plotting library)
+* ``chart``     latency.png, drawn with matplotlib
 * ``expect``    YAML expectations (regexes an answer must / must not match) and their score
 * ``compare``   side-by-side Markdown of two report.json files
 * ``cli``       the command line
