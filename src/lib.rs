@@ -43,8 +43,9 @@
 //! * `images`: camera frames (ROS-free): the latest frame and its age, raw/compressed → base64
 //!   JPEG/PNG no larger than `image_max_side`.
 //! * `tools`: tools bound to ROS services, actions and topics (ROS-free core): `tools_file`, JSON
-//!   schemas from the installed type descriptions, the tool round loop, the `ToolExecutor` trait
-//!   that `ros::tools` implements.
+//!   schemas from the installed type descriptions, an entry's own `parameters` schema (`schema`:
+//!   refused at load when invalid, enforced on every call), the tool round loop, the
+//!   `ToolExecutor` trait that `ros::tools` implements.
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure; its `openai` wire speaks the OpenAI-compatible
 //!   API (`api: openai`: vLLM, llama.cpp's server, LiteLLM, ...) behind the same calls.

@@ -8,8 +8,9 @@
 //!     type: std_srvs/srv/SetBool        # srv for a service, action for an action, msg for a topic
 //!     timeout_s: 5                      # optional, default 10
 //!     parameters: {type: object, ...}   # optional JSON schema shown instead of the derived one
-//! ```
+//! ```                                   # (and enforced on every call: see `super::schema`)
 
+use super::schema::Parameters;
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
@@ -56,8 +57,9 @@ pub struct ToolSpec {
     /// The interface type, e.g. `std_srvs/srv/SetBool`.
     pub type_name: String,
     pub timeout: Duration,
-    /// A JSON schema given in the file, shown to the model instead of the derived one.
-    pub parameters: Option<Value>,
+    /// A JSON schema given in the file, shown to the model instead of the derived one and
+    /// enforced on its arguments.
+    pub parameters: Option<Parameters>,
 }
 
 #[derive(Deserialize)]
@@ -120,16 +122,15 @@ fn validate(e: Entry) -> Result<ToolSpec, String> {
         Some(s) if s.is_finite() && s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
         Some(s) => return Err(format!("'{name}': timeout_s {s} must be a number of seconds above 0 (at most a day)")),
     };
-    if let Some(p) = &e.parameters {
-        if p.get("type").and_then(Value::as_str) != Some("object") {
-            return Err(format!("'{name}': parameters must be a JSON schema object with type: object"));
-        }
-    }
+    let parameters = match e.parameters {
+        None => None,
+        Some(schema) => Some(Parameters::compile(schema).map_err(|e| format!("'{name}': parameters: {e}"))?),
+    };
     let description = match e.description.trim() {
         "" => format!("Calls the ROS {} {target} ({type_name}).", binding.as_str()),
         text => text.to_string(),
     };
-    Ok(ToolSpec { name, description, binding, target, type_name, timeout, parameters: e.parameters })
+    Ok(ToolSpec { name, description, binding, target, type_name, timeout, parameters })
 }
 
 #[cfg(test)]
@@ -162,7 +163,7 @@ tools:
         assert_eq!((specs[0].binding, specs[0].target.as_str(), specs[0].timeout), (Binding::Service, "/led/set", Duration::from_secs(5)));
         assert_eq!((specs[1].binding, specs[1].timeout), (Binding::Action, DEFAULT_TIMEOUT));
         assert_eq!(specs[2].description, "Calls the ROS topic /face/text (std_msgs/msg/String).");
-        assert_eq!(specs[2].parameters.as_ref().unwrap()["properties"]["data"]["description"], json!("The text"));
+        assert_eq!(specs[2].parameters.as_ref().unwrap().schema()["properties"]["data"]["description"], json!("The text"));
     }
 
     #[test]
@@ -178,7 +179,12 @@ tools:
             (entry("    service: /s\n    type: std_msgs/msg/String\n"), "type 'std_msgs/msg/String' must look like pkg/srv/Name for service tools"),
             (entry("    action: /a\n    type: SetBool\n"), "must look like pkg/action/Name for action tools"),
             (entry("    topic: /t\n    type: std_msgs/msg/String\n    timeout_s: 0\n"), "timeout_s 0 must be a number of seconds above 0"),
-            (entry("    topic: /t\n    type: std_msgs/msg/String\n    parameters: {type: string}\n"), "parameters must be a JSON schema object"),
+            (entry("    topic: /t\n    type: std_msgs/msg/String\n    parameters: {type: string}\n"),
+             "tools[0]: 't': parameters: must be a JSON schema with type: object"),
+            (entry("    topic: /t\n    type: std_msgs/msg/String\n    parameters: {type: object, properties: {data: {type: strin}}}\n"),
+             "tools[0]: 't': parameters: not a valid JSON schema: /properties/data/type: "),
+            (entry("    topic: /t\n    type: std_msgs/msg/String\n    parameters: {type: object, properties: {data: {maxLength: a}}}\n"),
+             "'t': parameters: not a valid JSON schema: /properties/data/maxLength: \"a\" is not of type \"integer\""),
             ("tools:\n  - name: 'a b'\n    topic: /t\n    type: std_msgs/msg/String\n".to_string(), "name 'a b' must be 1 to 64 letters"),
             ("tools:\n  - {name: a, topic: /t, type: std_msgs/msg/String}\n  - {name: a, topic: /u, type: std_msgs/msg/String}\n".to_string(),
              "tools[1]: the name 'a' is used twice"),

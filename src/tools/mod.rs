@@ -5,6 +5,8 @@
 //!   optional `parameters`).
 //! * `types`: the interface's installed type description → [`Shape`]: the JSON schema the model
 //!   sees (unless the entry gives `parameters`) and the check of its arguments.
+//! * `schema`: an entry's own `parameters` JSON schema ([`Parameters`]): refused at load when it
+//!   is not a valid schema, enforced on every call's arguments (besides the type check).
 //! * `rounds`: [`ToolRounds`], the tool round loop of one request: run each call of the model's
 //!   answer (or refuse it with `{"error": ...}` so the model can recover), answer with `role: tool`
 //!   messages, at most `max_tool_rounds` rounds, an audit [`ToolCallRecord`] per call,
@@ -16,10 +18,12 @@
 
 mod file;
 mod rounds;
+mod schema;
 mod types;
 
 pub use file::{parse_tools, Binding, ToolSpec, DEFAULT_TIMEOUT};
 pub use rounds::{Cancelled, ToolCallRecord, ToolExecutor, ToolRounds};
+pub use schema::Parameters;
 pub use types::{shape_from_description, Field, Length, Shape, TypeLibrary};
 
 use serde_json::{json, Value};
@@ -38,14 +42,18 @@ pub struct Tool {
 impl Tool {
     /// `spec` with the type shape `input` (see [`TypeLibrary::input_shape`]).
     pub fn new(spec: ToolSpec, input: Shape) -> Tool {
-        let parameters = spec.parameters.clone().unwrap_or_else(|| input.schema());
+        let parameters = spec.parameters.as_ref().map_or_else(|| input.schema(), |p| p.schema().clone());
         let definition = json!({"type": "function", "function": {
             "name": spec.name, "description": spec.description, "parameters": parameters}});
         Tool { spec, input, definition }
     }
 
-    /// Checks the model's arguments against the interface type.
+    /// Checks the model's arguments against the entry's `parameters` schema (the rules the model
+    /// was shown), if it gives one, then against the interface type.
     pub fn check_arguments(&self, arguments: &Value) -> Result<(), String> {
+        if let Some(parameters) = &self.spec.parameters {
+            parameters.check(arguments).map_err(|e| format!("the arguments break the parameters schema of tool '{}': {e}", self.spec.name))?;
+        }
         let what = match self.spec.binding {
             Binding::Service => "request",
             Binding::Action => "goal",
@@ -120,9 +128,17 @@ mod tests {
         assert_eq!(defs[0]["function"]["parameters"]["properties"]["data"], json!({"type": "boolean"}));
         assert_eq!(defs[0]["function"]["description"], "Calls the ROS service /led/set (std_srvs/srv/SetBool).");
         assert_eq!(defs[1]["function"]["parameters"], json!({"type": "object", "properties": {"data": {"type": "string"}}}));
-        // the given schema is what the model sees; the arguments are still checked against the type
-        assert!(set.get("show").unwrap().check_arguments(&json!({"data": 1})).unwrap_err()
-            .starts_with("the arguments do not fit the std_msgs/msg/String message: data: expected a string"));
+        // the given schema is what the model sees and is enforced; the arguments are still checked against the type
+        let show = set.get("show").unwrap();
+        assert_eq!(show.check_arguments(&json!({"data": 1})).unwrap_err(),
+            "the arguments break the parameters schema of tool 'show': data: 1 is not of type \"string\"");
+        assert!(show.check_arguments(&json!({"data": "hi", "size": 3})).unwrap_err()
+            .starts_with("the arguments do not fit the std_msgs/msg/String message: std_msgs/msg/String has no field 'size'"));
+        assert_eq!(show.check_arguments(&json!({"data": "hi"})), Ok(()));
+        std::fs::write(&path, "tools:\n  - {name: show, topic: /t, type: std_msgs/msg/String, parameters: {type: object, properties: {data: {minLength: -1}}}}\n").unwrap();
+        let err = ToolSet::load(&path, &TypeLibrary::from_env()).unwrap_err();
+        assert!(err.starts_with(&format!("tools_file '{}': tools[0]: 'show': parameters: not a valid JSON schema: /properties/data/minLength: -1 ",
+            path.display())), "{err}");
         std::fs::write(&path, "tools:\n  - {name: x, service: /x, type: nope_msgs/srv/X}\n").unwrap();
         let err = ToolSet::load(&path, &TypeLibrary::from_env()).unwrap_err();
         assert!(err.contains("tool 'x': no type description of nope_msgs/srv/X"), "{err}");

@@ -47,8 +47,14 @@ impl ToolExecutor for Stand {
 }
 
 fn tools() -> Arc<ToolSet> {
+    tools_with(None)
+}
+
+/// `set_led`, with `parameters` if given.
+fn tools_with(parameters: Option<Value>) -> Arc<ToolSet> {
+    let parameters = parameters.map(|p| crate::tools::Parameters::compile(p).unwrap());
     let spec = ToolSpec { name: "set_led".into(), description: "LED".into(), binding: Binding::Service, target: "/led/set".into(),
-                          type_name: "std_srvs/srv/SetBool".into(), timeout: Duration::from_secs(5), parameters: None };
+                          type_name: "std_srvs/srv/SetBool".into(), timeout: Duration::from_secs(5), parameters };
     let input = Shape::Message { type_name: "std_srvs/srv/SetBool_Request".into(),
                                  fields: vec![Field { name: "data".into(), shape: Shape::Bool, has_default: false }] };
     Arc::new(ToolSet::new(vec![Tool::new(spec, input)]))
@@ -111,6 +117,29 @@ async fn every_failure_becomes_an_error_result_and_the_round_goes_on() {
     assert_eq!(stand.calls.load(Ordering::SeqCst), 1, "only the call that fits reached the executor");
     let audited: Vec<String> = stand.records.lock().unwrap().iter().map(|r| r.error.clone()).collect();
     assert_eq!(audited, errors);
+}
+
+#[tokio::test]
+async fn a_call_that_breaks_the_parameters_schema_is_refused_executed_or_dry_run() {
+    // the team allows only switching the LED on, whatever SetBool allows
+    let on_only = tools_with(Some(json!({"type": "object", "required": ["data"], "properties": {"data": {"const": true}}})));
+    let expected = ["the arguments break the parameters schema of tool 'set_led': data: true was expected",
+                    "the arguments break the parameters schema of tool 'set_led': \"data\" is a required property"];
+    for dry_run in [false, true] {
+        let stand = Arc::new(Stand::default());
+        let mut rounds = ToolRounds::new(on_only.clone(), stand.clone(), 4, dry_run, "kitchen", 7);
+        let mut chat = ChatRequest::new("m", vec![Message::user("light on")]);
+        chat.tools = Some(on_only.definitions());
+        let calls = vec![call("set_led", json!({"data": false}), None), call("set_led", json!({}), None),
+                         call("set_led", json!({"data": true}), None)];
+        assert_eq!(rounds.after_answer(&mut chat, "", calls, &CancellationToken::new()).await, Ok(true));
+        let told = results(&chat);
+        assert_eq!([told[0]["error"].as_str(), told[1]["error"].as_str()], expected.map(Some), "dry_run {dry_run}");
+        assert!(told[2].get("error").is_none(), "the call that keeps the rules goes on: {}", told[2]);
+        assert_eq!(stand.calls.load(Ordering::SeqCst), if dry_run { 0 } else { 1 });
+        let audited: Vec<String> = stand.records.lock().unwrap().iter().map(|r| r.error.clone()).collect();
+        assert_eq!(audited, [expected[0], expected[1], ""]);
+    }
 }
 
 #[tokio::test(start_paused = true)]

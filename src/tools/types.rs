@@ -199,7 +199,8 @@ fn field_shape(types: &HashMap<&str, &TypeDescription>, t: &FieldType, depth: us
 // ---- schema and check --------------------------------------------------------------------
 
 impl Shape {
-    /// The JSON schema of this shape (objects list their fields without defaults as `required`).
+    /// The JSON schema of this shape (objects list their fields without defaults as `required`,
+    /// and say `additionalProperties: false`: [`Shape::check`] refuses a field the type lacks).
     pub fn schema(&self) -> Value {
         match self {
             Shape::Bool => json!({"type": "boolean"}),
@@ -222,7 +223,8 @@ impl Shape {
             Shape::Message { type_name, fields } => {
                 let properties: Map<String, Value> = fields.iter().map(|f| (f.name.clone(), f.shape.schema())).collect();
                 let required: Vec<&str> = fields.iter().filter(|f| !f.has_default).map(|f| f.name.as_str()).collect();
-                json!({"type": "object", "description": type_name, "properties": properties, "required": required})
+                json!({"type": "object", "description": type_name, "properties": properties, "required": required,
+                       "additionalProperties": false})
             }
         }
     }

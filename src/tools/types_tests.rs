@@ -36,6 +36,21 @@ fn schema_has_objects_arrays_numbers_booleans_strings() {
     assert_eq!(props["urgent"], json!({"type": "boolean"}));
     // a field with a default in the interface is not required
     assert_eq!(schema["required"], json!(["target", "mode", "label", "covariance", "waypoints", "tags", "urgent"]));
+    // the model is told that fields the type lacks are refused (as `check` refuses them)
+    assert_eq!((&schema["additionalProperties"], &props["target"]["additionalProperties"]), (&json!(false), &json!(false)));
+}
+
+#[test]
+fn the_derived_schema_is_a_json_schema_that_agrees_with_the_check() {
+    let shape = goal();
+    let schema = crate::tools::Parameters::compile(shape.schema()).unwrap();
+    let fits = json!({"target": {"x": 1, "y": 2.5}, "mode": 3, "label": "a", "covariance": [0, 0, 1],
+                      "waypoints": [], "tags": [], "urgent": false});
+    assert_eq!((schema.check(&fits), shape.check(&fits)), (Ok(()), Ok(())));
+    let mut extra = fits.clone();
+    extra["target"]["w"] = json!(1);
+    assert!(schema.check(&extra).unwrap_err().starts_with("target: Additional properties are not allowed ('w' was unexpected)"));
+    assert!(shape.check(&extra).is_err());
 }
 
 #[test]
