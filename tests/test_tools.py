@@ -1,19 +1,23 @@
 """Tools served by real ROS: the real node calls a real rclpy service, action server and topic
 when the (emulated) model makes tool calls, answers the model with the results, publishes an
 audit record per call on `tool_calls`, and keeps only the text of the turn in the history.
-Errors (arguments that do not fit, no server, timeout, rejected goal) reach the model as
-`{"error": ...}` tool results; the request itself answers normally."""
+Errors (arguments that do not fit the type or break the entry's `parameters` schema, no server,
+timeout, rejected goal) reach the model as `{"error": ...}` tool results; the request itself
+answers normally. A tools file that is not right (a `parameters` that is no JSON schema too)
+stops the node with the reason."""
 from __future__ import annotations
 
 import json
 
 import pytest
+import yaml
 
 from harness import DEEP, Recorder, wait_until
 from helpers import SYSTEM, assistant, finished_bodies, user
+from geometry_msgs.msg import Twist
 from ollama_bridge_msgs.msg import ToolCall
 from std_msgs.msg import String
-from tool_servers import TOOLS_YAML, ToolServers
+from tool_servers import DRIVE_YAML, TOOLS_YAML, ToolServers
 
 def toolbot(calls, reply="Done: {last_tool}", capabilities=("completion", "tools")):
     """A scripted model that makes `calls` when offered tools, then answers with `reply`."""
@@ -155,6 +159,34 @@ def test_arguments_that_do_not_fit_are_refused_to_the_model(robot, emu):
     assert records.wait_count(1, 10, "records")[0].error == expected
 
 
+def test_a_call_that_breaks_the_parameters_schema_reaches_nothing(robot, ros, emu, tmp_path):
+    """The team's `parameters` schema limits linear.x to ±0.5 m/s (Twist itself takes any float):
+    the model's 2.0 is refused with the rule and the path, the 0.3 after it is published."""
+    path = tmp_path / "drive.yaml"
+    path.write_text(TOOLS_YAML + DRIVE_YAML)
+    calls = [{"name": "drive", "arguments": {"linear": {"x": 2.0}}},
+             {"name": "drive", "arguments": {"linear": {"x": 0.3}, "angular": {"z": 0.1}}}]
+    cmd_vel = Recorder()
+    _, ep, _, records = robot(toolbot(calls), tools_file=str(path))
+    sub = ros.node.create_subscription(Twist, f"{ep.ns}/cmd_vel", cmd_vel, DEEP)
+    try:
+        wait_until(lambda: sub.get_publisher_count() >= 1, 10, "the node's cmd_vel publisher")
+        final = ask(ep, "drive forward fast")
+        assert final.error == "" and final.done_reason == "stop", "the request does not fail"
+        # reliable and in order from one publisher: had the refused call been published, it came first
+        assert [m.linear.x for m in cmd_vel.wait_count(1, 10, "cmd_vel messages")] == [0.3]
+        expected = "the arguments break the parameters schema of tool 'drive': linear.x: 2.0 is greater than the maximum of 0.5"
+        first, second = finished_bodies(emu, 2)
+        [drive] = [t["function"] for t in first["tools"] if t["function"]["name"] == "drive"]
+        assert drive["parameters"] == yaml.safe_load(DRIVE_YAML)[0]["parameters"], "the model is shown the team's schema"
+        told = [json.loads(t["content"]) for t in tool_messages(second)]
+        assert told[0] == {"error": expected} and "error" not in told[1], told
+        assert [r.error for r in records.wait_count(2, 10, "records")] == [expected, ""]
+        assert [m.linear.x for m in cmd_vel.snapshot()] == [0.3], "nothing else reached cmd_vel"
+    finally:
+        ros.node.destroy_subscription(sub)
+
+
 def test_absent_servers_and_timeouts_become_error_results(robot, emu, tmp_path):
     absent = tmp_path / "absent.yaml"
     absent.write_text("tools:\n  - {name: set_led, service: nobody/here, type: std_srvs/srv/SetBool, timeout_s: 1}\n"
@@ -229,6 +261,13 @@ def test_a_model_without_the_tools_capability_is_asked_without_tools(robot, emu)
      "type lifecycle_msgs/srv/GetState is not built into this node; r2r generated bindings only for: "),
     ("tools:\n  - {name: x, service: x, type: nope_msgs/srv/X}\n", "tool 'x': no type description of nope_msgs/srv/X"),
     ("tools:\n  - {name: x, service: x}\n", "missing field `type`"),
+    # a parameters schema that is not a JSON schema: a misspelt type, a bound that is not a number
+    ("tools:\n  - {name: drive, topic: cmd_vel, type: geometry_msgs/msg/Twist,\n"
+     "     parameters: {type: object, properties: {linear: {type: objet}}}}\n",
+     "tools[0]: 'drive': parameters: not a valid JSON schema: /properties/linear/type: \"objet\" is not valid"),
+    ("tools:\n  - {name: drive, topic: cmd_vel, type: geometry_msgs/msg/Twist,\n"
+     "     parameters: {type: object, properties: {speed: {type: number, maximum: fast}}}}\n",
+     "tools[0]: 'drive': parameters: not a valid JSON schema: /properties/speed/maximum: \"fast\" is not of type \"number\""),
 ])
 def test_a_bad_tools_file_stops_the_node_with_the_reason(start_bridge, tmp_path, yaml_text, expected):
     path = tmp_path / "bad.yaml"

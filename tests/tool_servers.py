@@ -37,6 +37,28 @@ tools:
     type: std_msgs/msg/String
 """
 
+# The README's `parameters` example: the team's schema narrows what the type allows, and the node
+# enforces it on every call (the model is shown this schema instead of the one derived from Twist).
+DRIVE_YAML = """\
+  - name: drive
+    description: Drive the base (m/s forward, rad/s turning).
+    topic: cmd_vel
+    type: geometry_msgs/msg/Twist
+    parameters:
+      type: object
+      properties:
+        linear:
+          type: object
+          properties:
+            x: {type: number, minimum: -0.5, maximum: 0.5}
+          required: [x]
+        angular:
+          type: object
+          properties:
+            z: {type: number, minimum: -1.0, maximum: 1.0}
+      required: [linear]
+"""
+
 
 class ToolServers:
     """Servers under one namespace; `hold` makes the service and the action wait until `release()`."""
