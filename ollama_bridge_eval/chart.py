@@ -15,6 +15,7 @@ def write(rows: list[dict], title: str, path: Path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     width = min(30.0, max(7.0, 0.12 * len(rows)))
     fig, ax = plt.subplots(figsize=(width, 3.6), dpi=100)
     try:
@@ -28,6 +29,7 @@ def write(rows: list[dict], title: str, path: Path):
                        zorder=3, clip_on=False)
         ax.set_title(title, loc="left", fontsize=10)
         ax.set_xlabel("utterance")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # utterance numbers, never 0.25
         ax.set_ylabel("seconds")
         ax.set_ylim(bottom=0)
         ax.grid(axis="y", color="#e1e1e1")

@@ -42,7 +42,9 @@ def _delta(a, b):
     if isinstance(a, int) and isinstance(b, int):
         return f"{b - a:+d}" if b != a else "0"
     text = f"{b - a:+.3f}"
-    return "0" if float(text) == 0 else text
+    if float(text) == 0:                       # smaller than the table's 3 decimals: say how small
+        return "0" if b == a else f"{b - a:+.1e}"
+    return text
 
 
 def _setting(report: dict, key: str):

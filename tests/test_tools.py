@@ -272,9 +272,10 @@ def test_a_model_without_the_tools_capability_is_asked_without_tools(robot, emu)
 def test_a_bad_tools_file_stops_the_node_with_the_reason(start_bridge, tmp_path, yaml_text, expected):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)
-    node, _ = start_bridge(tools_file=str(path), expect_ready=False)
+    node, _ = start_bridge(tools_file=str(path), warm_up=True, expect_ready=False)
     code = node.proc.wait(30)
     assert code != 0
     assert expected in node.log(), node.log()[-2000:]
+    assert "warm_up" not in node.log(), "a node that cannot start loads no model first"
     if "not built into" in expected:
         assert "OLLAMA_BRIDGE_INTERFACES='lifecycle_msgs' ./scripts/setup" in node.log()

@@ -12,12 +12,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// How often the status is published (diagnostic_updater's default period is 1 s too).
 pub const PUBLISH_PERIOD: Duration = Duration::from_secs(1);
 
-/// Starts the server probe and the publisher, as tokio tasks that live as long as the runtime.
-pub fn start(node: &mut r2r::Node, health: Health, runtime: &tokio::runtime::Handle) -> Result<(), StartError> {
+/// The probe and publisher tasks; [`Diagnostics::stop`] ends both when the node shuts down
+/// (before its publishers go away, and so that the servers shutting down with it are not
+/// reported as unreachable).
+pub struct Diagnostics {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Diagnostics {
+    pub fn stop(&self) {
+        self.tasks.iter().for_each(tokio::task::JoinHandle::abort);
+    }
+}
+
+/// Starts the server probe and the publisher, as tokio tasks that run until [`Diagnostics::stop`].
+pub fn start(node: &mut r2r::Node, health: Health, runtime: &tokio::runtime::Handle) -> Result<Diagnostics, StartError> {
     let publisher = node.create_publisher::<DiagnosticArray>("/diagnostics", QosProfile::default())?;
     let name = format!("ollama_bridge: {}", node.fully_qualified_name()?);
-    runtime.spawn(health.clone().run_probes());
-    runtime.spawn(async move {
+    let probes = runtime.spawn(health.clone().run_probes());
+    let publishing = runtime.spawn(async move {
         let mut tick = tokio::time::interval(PUBLISH_PERIOD);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -42,5 +55,5 @@ pub fn start(node: &mut r2r::Node, health: Health, runtime: &tokio::runtime::Han
             }
         }
     });
-    Ok(())
+    Ok(Diagnostics { tasks: vec![probes, publishing] })
 }

@@ -112,7 +112,6 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
             async move { b.look_up_context_window(&client).await }
         }
     };
-    warm_up.start(bridge.fleet(), &config.get(), Reason::Start, lookup(&bridge));
     let (warmer, warm_bridge) = (warm_up.clone(), bridge.clone());
     store.on_change(Box::new(move |before: &Config, now: &Config| {
         if before.model != now.model || before.ollama_url != now.ollama_url {
@@ -131,9 +130,11 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     drains.push(chat_action::serve(&mut node, bridge.clone(), router, goal_tasks.clone(), runtime.handle())?);
     let pulls = model_admin::PullTasks { tracker: goal_tasks.clone(), stopping: stopping.clone() };
     drains.extend(model_admin::serve(&mut node, bridge.clone(), config.clone(), pulls, runtime.handle())?);
-    diagnostics::start(&mut node, Health::new(bridge.clone(), config.clone(), stats), runtime.handle())?;
+    let diagnostics = diagnostics::start(&mut node, Health::new(bridge.clone(), config.clone(), stats), runtime.handle())?;
     let watch = InputWatch::new(&node, &ros_args, &inputs::INPUTS, input_qos)?;
     store.announce();
+    // only now that everything was created (a bad tools_file stops the node before any load)
+    warm_up.start(bridge.fleet(), &config.get(), Reason::Start, lookup(&bridge));
 
     let snapshot = config.get();
     log::info!("ready: model '{}' at {} (max_concurrent_requests {}, history {} turns)", snapshot.model,
@@ -144,6 +145,7 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
 
     runtime.block_on(shutdown);
     log::info!("shutting down: cancelling in-flight requests");
+    diagnostics.stop();
     warm_up.stop();
     let last = config.get();
     runtime.block_on(async {
