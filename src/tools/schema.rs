@@ -68,9 +68,16 @@ impl std::fmt::Debug for Parameters {
 
 /// A schema's own fault: where in the schema (JSON pointer) and what.
 fn schema_error(e: &ValidationError<'_>) -> String {
+    // The meta-schema allows `type` as a name or a list of names (an `anyOf`), so a misspelt name
+    // is reported as matching neither: say which names there are.
+    let hint = if e.instance_path().as_str().ends_with("/type") {
+        " (a type is one of: string, number, integer, boolean, object, array, null, or a list of them)"
+    } else {
+        ""
+    };
     match e.instance_path().as_str() {
-        "" => e.to_string(),
-        at => format!("{at}: {e}"),
+        "" => format!("{e}{hint}"),
+        at => format!("{at}: {e}{hint}"),
     }
 }
 
@@ -116,6 +123,7 @@ mod tests {
     fn schemas_that_are_not_json_schemas_are_refused_with_the_place() {
         let cases = [
             (json!({"type": "object", "properties": {"x": {"type": "strin"}}}), "/properties/x/type: "),
+            (json!({"type": "object", "properties": {"x": {"type": "strin"}}}), "a type is one of: string, number"),
             (json!({"type": "object", "properties": {"x": {"minimum": "a"}}}), "/properties/x/minimum: \"a\" is not of type \"number\""),
             (json!({"type": "object", "required": "x"}), "/required: \"x\" is not of type \"array\""),
             (json!({"type": "object", "properties": {"x": {"pattern": "(unclosed"}}}), "/properties/x/pattern: "),
