@@ -145,6 +145,7 @@ def test_one_server_that_could_not_be_reached_is_warmed_once_it_answers(start_br
             failed = ask(ep, "anyone there?")
             assert failed.done_reason == "error" and "connect" in failed.error, failed.error
             wait_until(lambda: f"server {shown} is down" in node.log(), 10, "the server marked down")
+            assert "its requests are still sent to it; probing it every 1-30 s" in node.log()
         server.start()  # a new process: nothing loaded, an empty request log
         (load,) = wait_loaded(server, "llama3.2")
         assert load["body"]["messages"] == []
