@@ -35,8 +35,9 @@
 //! * `health`: what `/diagnostics` reports: counters over the finals, a periodic server probe
 //!   (`/api/version`, `/api/tags`, `/api/ps`) and the OK / WARN / ERROR assessment.
 //! * `warm_up`: the model loaded on every server at start and after every model change
-//!   (`warm_up`; a server that was down, once it is back), unloaded from every server when the
-//!   node stops (`unload_on_exit`); in the background, failures only logged.
+//!   (`warm_up`), and again whenever a server rejoins the rotation (one that could not be reached,
+//!   once it answers); unloaded from every server when the node stops (`unload_on_exit`); servers
+//!   known to lack the model skipped; in the background, failures only logged.
 //! * `model_admin`: `list_models` and `pull_model` without ROS (`/api/tags`, `/api/ps`, `/api/pull`).
 //! * `senses`: what a request carries besides text: the camera frame (`images`) and the tools,
 //!   offered by the model's capabilities; called by `exchange` before the first `/api/chat`.

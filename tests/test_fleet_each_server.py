@@ -1,6 +1,6 @@
 """What goes to every server of a fleet, not only the first: the warm-up's load (at start, after a
-model change, and on a server that was down once it is back in the rotation), the unload at exit,
-and the context-window lookup (a session is fitted to the window of the server it is routed to).
+model change, and on a server whenever it rejoins the rotation), the unload at exit (neither on a
+server known not to have the model), and the context-window lookup (a session is fitted to the window of the server it is routed to).
 The real node against two emulator processes (a, b); what each was sent is read from its log."""
 from __future__ import annotations
 
@@ -126,6 +126,58 @@ def test_a_server_that_is_down_is_warmed_when_it_is_back_in_the_rotation(start_b
     (load,) = wait_loaded(a, model)
     assert load["body"]["messages"] == []
     wait_until(lambda: loaded_line(node, model, a.url), 10, "a's load logged")
+
+
+def test_a_warm_server_that_died_and_came_back_is_warmed_again(start_bridge, fleet):
+    """A restarted `ollama serve` has nothing loaded: each time a server rejoins the rotation the
+    model is loaded there again, logged with its URL (password as `***`)."""
+    a, b = fleet
+    shown_a = a.url.replace("http://", "http://robot:***@")
+    node, ep = bridge(start_bridge, fleet, urls=[a.url.replace("http://", "http://robot:pw-Back-1@"), b.url], warm_up=True)
+    wait_loaded(a, "llama3.2")
+    wait_loaded(b, "llama3.2")
+    for n in (1, 2):
+        session = f"s{n}"  # a new session goes to a: b holds the earlier ones
+        assert ask(ep, session, "hello").server == shown_a
+        a.kill()
+        assert ask(ep, session, "again").server == b.url  # a is passed over and marked down
+        a.start()  # a new process: nothing loaded, an empty request log
+        wait_until(lambda: node.log().count(f"server {shown_a} answers again") == n, 15, "a back in the rotation")
+        (load,) = wait_loaded(a, "llama3.2")
+        assert load["body"]["messages"] == []
+        wait_until(lambda: node.log().count(f"warm_up: model 'llama3.2' is loaded on {shown_a}") == n + 1, 10,
+                   "a's load logged")
+        assert f"warm_up: {shown_a} is back in the rotation: loading model 'llama3.2' there again" in node.log()
+    first = ask(ep, "s3", "warm?")
+    assert (first.server, first.done_reason, first.load_duration_ns) == (shown_a, "stop", 0), first
+    assert len(loads(b, "llama3.2")) == 1, "b never left the rotation: loaded once"
+    assert "pw-Back-1" not in node.log()
+
+
+@pytest.mark.parametrize("when", ["at start", "after set_model"])
+def test_a_server_known_to_lack_the_model_is_neither_warmed_nor_unloaded(start_bridge, fleet, when):
+    a, b = fleet
+    model = "qwen3:0.6b"
+    b.set_models({"llama3.2": CONFIG["models"]["llama3.2"]}, replace=True)  # b lacks qwen3:0.6b
+    node, ep = bridge(start_bridge, fleet, warm_up=True, unload_on_exit=True,
+                      model=model if when == "at start" else "llama3.2")
+    if when == "after set_model":
+        wait_loaded(b, "llama3.2")
+        answer = ep.set_model(model)
+        assert answer.success and f"not on {b.url} (does not have it)" in answer.message, answer.message
+    wait_loaded(a, model)
+    skipped = f"{b.url} does not have model '{model}' (its model list): not loaded there"
+    wait_until(lambda: skipped in node.log(), 10, "b skipped")
+    assert ask(ep, "s1", "hello").server == a.url
+    assert node.stop(signal.SIGINT) == 0
+    (unload,) = unloads(a)
+    assert unload["body"]["model"] == model
+    assert [r["body"] for r in b.requests() if r["body"].get("model") == model] == [], "nothing of the model sent to b"
+    lines = node.log().splitlines()
+    for said in (skipped, f"unload_on_exit: {b.url} does not have model '{model}' (its model list): nothing to unload"):
+        (line,) = [line for line in lines if said in line]
+        assert line.startswith("[INFO]"), line
+    assert f"could not load model '{model}'" not in node.log() and "could not unload" not in node.log()
 
 
 @pytest.mark.parametrize("api", ["ollama", "openai"])

@@ -1,6 +1,6 @@
 """A warm model on the real node: `warm_up` loads the model (an `/api/chat` with no messages) at
-start and after every model change, in the background and never fatally; `unload_on_exit` unloads
-it when the node stops. What the node sent, and when, is read from the emulator's request log;
+start and after every model change, in the background and never fatally, and again on a server
+that could not be reached once it answers; `unload_on_exit` unloads it when the node stops. What the node sent, and when, is read from the emulator's request log;
 the emulator pays `load_ms` on a model's first request and reports it as `load_duration`."""
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from harness import wait_until
 from helpers import ask, free_port
+from ollama_server.testing import EmulatorProcess
 
 LOAD_MS = 1500
 
@@ -122,6 +123,39 @@ def test_a_failed_warm_up_is_a_warning_and_the_node_works_on(start_bridge, emu, 
         assert (answer.done_reason, answer.text) == ("stop", 'You said: "are you there?". This is turn 1.')
     else:
         assert answer.done_reason == "error" and answer.error
+
+
+@pytest.mark.parametrize("when", ["not listening yet at start", "restarted after a failed request"])
+def test_one_server_that_could_not_be_reached_is_warmed_once_it_answers(start_bridge, when):
+    """A launch file may start the node before its own `ollama serve` listens, and a restarted
+    server has nothing loaded: either way the model is loaded there once the server answers."""
+    server = EmulatorProcess({"models": {"llama3.2": {"reply": "Hello there.", "load_ms": 300}}}, port=free_port())
+    shown = f"http://robot:***@127.0.0.1:{server.port}"
+    node, ep = start_bridge(ollama_url=f"http://robot:pw-Warm-1@127.0.0.1:{server.port}", warm_up=True, max_retries=0)
+    try:
+        if when == "not listening yet at start":
+            wait_until(lambda: f"could not load model 'llama3.2' on {shown}" in node.log(), 15, "the warm-up warning")
+            warning = next(line for line in node.log().splitlines() if "warm_up: could not load model" in line)
+            assert "[WARN]" in warning and "it is loaded there when the server answers" in warning, warning
+            assert "the first answer there will wait" not in warning, warning
+        else:
+            server.start()
+            wait_loaded(server, "llama3.2")
+            server.kill()
+            failed = ask(ep, "anyone there?")
+            assert failed.done_reason == "error" and "connect" in failed.error, failed.error
+            wait_until(lambda: f"server {shown} is down" in node.log(), 10, "the server marked down")
+            assert "its requests are still sent to it; probing it every 1-30 s" in node.log()
+        server.start()  # a new process: nothing loaded, an empty request log
+        (load,) = wait_loaded(server, "llama3.2")
+        assert load["body"]["messages"] == []
+        wait_until(lambda: f"warm_up: model 'llama3.2' is loaded on {shown}" in node.log(), 10, "the load logged")
+        first = ask(ep, "hi")
+        assert (first.done_reason, first.load_duration_ns) == ("stop", 0), first
+        assert "pw-Warm-1" not in node.log()
+        node.assert_healthy()
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("unload_on_exit", [True, False])

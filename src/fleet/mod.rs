@@ -19,7 +19,8 @@
 //! * **Health** (`standing`): a server that failed so is marked down, and probed (`GET /`, or
 //!   `GET /v1/models`) after 1 s, 2 s, 4 s ... at most [`PROBE_MAX`] apart; it rejoins when it
 //!   answers (or when a request it was tried for as a last resort succeeds). Down servers are
-//!   tried only after every up one. With one server nothing is marked: it is always tried.
+//!   tried only after every up one. One server is always tried; it is marked down (and probed) only
+//!   when it cannot be reached, so that its return is noticed too ([`Server::watch_up`]).
 //!
 //! * **Every server** gets the calls that are not a request's: the warm-up's load and the
 //!   context-window lookup (each server's own window is what its requests are fitted to), the
@@ -77,20 +78,41 @@ impl Fleet {
         self.servers[0].client.api()
     }
 
-    /// After a call other than a request's (a warm-up's load) failed on `server` with `e`: when `e`
-    /// says the server cannot be reached (refused, connect timeout, a transport failure, closed
-    /// before answering) and the fleet has several servers, marks it down, so that requests pass it
-    /// over and the probes bring it back, and returns true. With one server nothing is marked.
-    pub fn unreachable(&self, server: &Arc<Server>, e: &OllamaError) -> bool {
-        let cut_off = match e {
+    /// True when `e` says the server cannot be reached: refused, connect timeout, a transport
+    /// failure, or closed before answering anything.
+    pub fn cut_off(e: &OllamaError) -> bool {
+        match e {
             OllamaError::Connect { .. } | OllamaError::ConnectTimeout { .. } | OllamaError::Http(_) => true,
             OllamaError::Truncated { chunks, .. } => *chunks == 0,
             _ => false,
-        };
-        if cut_off && self.servers.len() > 1 {
-            server.mark_down(e);
         }
-        cut_off && self.servers.len() > 1
+    }
+
+    /// After a call other than a request's (a warm-up's load) failed on `server` with `e`: when `e`
+    /// says the server cannot be reached ([`Fleet::cut_off`]), marks it down (with one server too:
+    /// its requests are still sent to it), so that the probes notice when it answers again
+    /// ([`Server::watch_up`]), and returns true.
+    pub fn unreachable(&self, server: &Arc<Server>, e: &OllamaError) -> bool {
+        let cut_off = Fleet::cut_off(e);
+        if cut_off {
+            server.mark_down(e, self.servers.len() == 1);
+        }
+        cut_off
+    }
+
+    /// Looks `model` up in the model lists of the up servers where it is not known (several
+    /// servers only: one is always tried), at once.
+    pub async fn learn_models(&self, model: &str) {
+        if self.servers.len() > 1 {
+            let unknown = self.servers.iter().filter(|s| s.is_up() && s.has_model(model).is_none());
+            futures::future::join_all(unknown.map(|s| s.look_up(model))).await;
+        }
+    }
+
+    /// True when `server` is known not to have `model` (from its model list or a "model not
+    /// found" answer, within [`MODEL_LIST_TTL`]) and it is one of several: requests pass it over.
+    pub fn lacks(&self, server: &Server, model: &str) -> bool {
+        self.servers.len() > 1 && server.has_model(model) == Some(false)
     }
 
     /// The way one request of `session` for `model` takes (see [`Route`]).

@@ -82,13 +82,13 @@ impl Route {
     }
 
     /// Looks the model up in the lists of the up servers where it is not known (several servers
-    /// only), and points [`Route::client`] at the server the request will go to first with what
-    /// is known then: what is prepared for it (the context window) is that server's.
+    /// only, [`Fleet::learn_models`]), and points [`Route::client`] at the server the request will
+    /// go to first with what is known then: what is prepared for it (the context window) is that
+    /// server's.
     pub async fn settle(&self) {
         let fleet = &self.fleet;
         if fleet.servers.len() > 1 {
-            let unknown = fleet.servers.iter().filter(|s| s.is_up() && s.has_model(&self.model).is_none());
-            futures::future::join_all(unknown.map(|s| s.look_up(&self.model))).await;
+            fleet.learn_models(&self.model).await;
             if let Some(first) = fleet.order_for(&self.session, &self.model).first() {
                 self.lock_at().0 = *first;
             }
@@ -124,8 +124,10 @@ impl Route {
                 Err(e) if moves_on(&e) => {
                     if e.is_model_not_found() {
                         server.learn(&self.model, false);
-                    } else if several {
-                        server.mark_down(&e);
+                    } else if several || Fleet::cut_off(&e) {
+                        // one server is marked down only when it cannot be reached: its return is
+                        // then noticed (and the warm-up loads the model there again)
+                        server.mark_down(&e, !several);
                     }
                     if let Some(next) = order.get(n + 1) {
                         log::warn!("session '{}': {} failed before answering ({e}); the request moves to {}",

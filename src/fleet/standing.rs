@@ -78,8 +78,9 @@ impl Server {
     }
 
     /// Takes the server out of the rotation after `why`, and probes it until it answers (the
-    /// first failure only; a down server stays down).
-    pub(super) fn mark_down(self: &Arc<Self>, why: &OllamaError) {
+    /// first failure only; a down server stays down). `alone`: it is the fleet's only server (its
+    /// requests still go to it; the log line says so).
+    pub(super) fn mark_down(self: &Arc<Self>, why: &OllamaError, alone: bool) {
         {
             let mut state = self.lock();
             if state.down.is_some() {
@@ -88,7 +89,8 @@ impl Server {
             state.down = Some((Instant::now(), why.to_string()));
             self.up.send_replace(false);
         }
-        log::warn!("server {} is down ({why}): its requests go to the other servers; probing it every {}-{} s until it answers",
+        let meanwhile = if alone { "its requests are still sent to it" } else { "its requests go to the other servers" };
+        log::warn!("server {} is down ({why}): {meanwhile}; probing it every {}-{} s until it answers",
             self.shown(), PROBE_FIRST.as_secs(), PROBE_MAX.as_secs());
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn(probe_until_up(Arc::downgrade(self)))),
@@ -113,13 +115,19 @@ impl Server {
         let _ = self.up.subscribe().wait_for(|up| *up).await;
     }
 
+    /// Whether the server is up, as a `watch` receiver: its value turns `false` when the server is
+    /// marked down and `true` when it rejoins the rotation (each rejoin is a change to `true`).
+    pub fn watch_up(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.up.subscribe()
+    }
+
     /// Whether the server has `model`, if known (learnt less than [`MODEL_LIST_TTL`] ago).
-    pub(super) fn has_model(&self, model: &str) -> Option<bool> {
+    pub fn has_model(&self, model: &str) -> Option<bool> {
         self.lock().models.get(model).filter(|(_, at)| at.elapsed() < MODEL_LIST_TTL).map(|(has, _)| *has)
     }
 
-    /// Records whether the server has `model`.
-    pub(super) fn learn(&self, model: &str, has: bool) {
+    /// Records whether the server has `model` (e.g. after a "model not found" answer).
+    pub fn learn(&self, model: &str, has: bool) {
         self.lock().models.insert(model.to_string(), (has, Instant::now()));
     }
 

@@ -149,18 +149,24 @@ async fn busy_or_missing_model_moves_on_and_only_the_busy_one_is_marked_down() {
 }
 
 #[tokio::test]
-async fn one_server_is_never_marked_down_and_its_error_is_the_answer() {
+async fn one_server_unreachable_is_marked_down_yet_still_tried_and_its_error_is_the_answer() {
     let fleet = Arc::new(Fleet::new(vec![config(&closed_port())]).expect("fleet"));
     let err = fleet.route("s", "m").chat_stream(&hello()).await.expect_err("refused");
     assert_eq!(err.kind(), "connect");
-    assert!(fleet.servers()[0].is_up());
+    assert!(!fleet.servers()[0].is_up(), "marked down: its return is noticed by the probes");
+    let again = fleet.route("s", "m").chat_stream(&hello()).await.expect_err("tried again, refused again");
+    assert_eq!(again.kind(), "connect");
+    let busy = FakeServer::start(vec![vec![json_reply(503, "Service Unavailable", &json!({"error": "server busy"}))]]).await;
+    let fleet = Arc::new(Fleet::new(vec![config(&busy.url)]).expect("fleet"));
+    fleet.route("s", "m").chat_stream(&hello()).await.expect_err("busy");
+    assert!(fleet.servers()[0].is_up(), "an answer (even a 503) does not mark one server down");
 }
 
 #[tokio::test]
 async fn a_down_server_is_probed_and_rejoins_when_it_answers() {
     let url = closed_port();
     let fleet = Arc::new(Fleet::new(vec![config(&url), config(&closed_port())]).expect("fleet"));
-    fleet.servers()[0].mark_down(&OllamaError::Connect { url: url.clone(), detail: "refused".into() });
+    fleet.servers()[0].mark_down(&OllamaError::Connect { url: url.clone(), detail: "refused".into() }, false);
     assert!(!fleet.servers()[0].is_up());
     let listener = tokio::net::TcpListener::bind(url.trim_start_matches("http://")).await.expect("same port");
     let serve = tokio::spawn(async move {
@@ -215,7 +221,10 @@ async fn a_server_found_unreachable_outside_a_request_is_marked_down_and_waited_
     tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("back up: the wait ends").expect("task");
     server.until_up().await; // up: returns at once
     let alone = Fleet::new(vec![config(&a)]).expect("fleet");
-    assert!(!alone.unreachable(&alone.servers()[0], &refused) && alone.servers()[0].is_up(), "one server: never marked");
+    assert!(alone.unreachable(&alone.servers()[0], &refused) && !alone.servers()[0].is_up(), "one server: marked too");
+    let mut up = alone.servers()[0].watch_up();
+    alone.servers()[0].mark_up();
+    tokio::time::timeout(Duration::from_secs(1), up.wait_for(|up| *up)).await.expect("the rejoin is seen").expect("sender");
 }
 
 #[tokio::test]
