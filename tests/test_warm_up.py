@@ -72,7 +72,7 @@ def test_the_node_takes_inputs_while_the_model_loads(start_bridge, emu):
     assert loads(emu, "slow-to-load", finished=False)[0]["outcome"] is None, "the load was still running"
 
 
-@pytest.mark.parametrize("how", ["set_model", "ros2 param set model", "ollama_url"])
+@pytest.mark.parametrize("how", ["set_model", "ros2 param set model", "ollama_url", "load_timeout_s"])
 def test_a_model_change_loads_the_model_in_the_background(start_bridge, emu, how):
     emu.set_models({"qwen3:0.6b": {"reply": "Switched.", "load_ms": LOAD_MS}})
     _, ep = start_bridge(warm_up=True)
@@ -81,9 +81,14 @@ def test_a_model_change_loads_the_model_in_the_background(start_bridge, emu, how
         assert ep.set_model("qwen3:0.6b").success
     elif how == "ros2 param set model":
         assert ep.set_params(model="qwen3:0.6b")[0].successful
-    else:
+    elif how == "ollama_url":
         # the same emulator under another name: a new server for the node, so its model is loaded there
         assert ep.set_params(ollama_url=emu.url.replace("127.0.0.1", "localhost"))[0].successful
+        wait_loaded(emu, "llama3.2", n=2)
+        return
+    else:
+        # a timeout builds a new fleet (health and affinity start afresh): it is warmed and watched anew
+        assert ep.set_params(load_timeout_s=200.0)[0].successful
         wait_loaded(emu, "llama3.2", n=2)
         return
     # answered before the load ended: the change never waits for it

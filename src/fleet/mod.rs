@@ -187,6 +187,16 @@ impl Fleet {
 /// What a cached fleet was built from: the servers, the API, the connect, load and idle timeouts.
 type FleetKey = (String, Api, Duration, Duration, Duration);
 
+fn fleet_key(config: &Config) -> FleetKey {
+    (config.ollama_url.clone(), config.api, config.connect_timeout, config.load_timeout, config.request_timeout)
+}
+
+/// Whether a change from `before` to `now` builds a new fleet (new servers, health and affinity
+/// forgotten), so that what watches the old one (warm-up) must start again.
+pub fn rebuilds_fleet(before: &Config, now: &Config) -> bool {
+    fleet_key(before) != fleet_key(now)
+}
+
 /// The fleet for the current parameters, rebuilt (forgetting health and affinity) when the
 /// servers, the API or a timeout change.
 #[derive(Default)]
@@ -197,8 +207,7 @@ pub struct FleetCache {
 impl FleetCache {
     /// The fleet for `config`, with the keys of the environment.
     pub fn get(&self, config: &Config, keys: &ApiKeys) -> Result<Arc<Fleet>, OllamaError> {
-        let key: FleetKey =
-            (config.ollama_url.clone(), config.api, config.connect_timeout, config.load_timeout, config.request_timeout);
+        let key = fleet_key(config);
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((built_for, fleet)) = current.as_ref() {
             if *built_for == key {

@@ -114,7 +114,7 @@ pub fn run(argv: &[String], shutdown: impl std::future::Future<Output = ()>) -> 
     };
     let (warmer, warm_bridge) = (warm_up.clone(), bridge.clone());
     store.on_change(Box::new(move |before: &Config, now: &Config| {
-        if before.model != now.model || before.ollama_url != now.ollama_url {
+        if before.model != now.model || crate::fleet::rebuilds_fleet(before, now) {
             warmer.start(warm_bridge.fleet(), now, Reason::ModelChange, lookup(&warm_bridge));
         }
     }));
