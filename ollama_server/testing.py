@@ -270,6 +270,15 @@ class EmulatorFleet:
         """The members' URLs, in order (as a comma-separated ``ollama_url`` would list them)."""
         return [m.url for m in self.members]
 
+    def fresh(self) -> "EmulatorFleet":
+        """Every member running again (a test may have stopped one), with its start-up models, no
+        faults and an empty request log; returns the fleet (for a per-test fixture)."""
+        for member in self.members:
+            if not member.running:
+                member.start()
+            member.reset()
+        return self
+
     def __enter__(self) -> "EmulatorFleet":
         try:
             for m in self.members:

@@ -31,11 +31,7 @@ def servers():
 @pytest.fixture
 def fleet(servers):
     """The three servers, all running, with their start-up models and empty logs."""
-    for member in servers.members:
-        if not member.running:
-            member.start()
-        member.reset()
-    return servers
+    return servers.fresh()
 
 
 def bridge(start_bridge, fleet, **params):

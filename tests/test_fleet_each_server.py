@@ -28,11 +28,7 @@ def servers():
 @pytest.fixture
 def fleet(servers):
     """Both servers running, with their start-up models, nothing loaded and empty logs."""
-    for member in servers.members:
-        if not member.running:
-            member.start()
-        member.reset()
-    return servers
+    return servers.fresh()
 
 
 def bridge(start_bridge, fleet, urls=None, **params):
