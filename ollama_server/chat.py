@@ -11,6 +11,7 @@ OpenAI-compatible path (``openai.py``), which only changes the front (``fronts.p
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 
@@ -152,7 +153,7 @@ async def _run(ex: Exchange, body: dict, model, name: str, plan, keep_alive, thi
             return await ex.error(500, 'invalid format: %s; expected "json" or a valid JSON Schema object'
                                   % wire.go_json(wire.go_json(fmt)))
         ex.gen = gen = app.backend.generate(model, body, think, plan.timing, conn.gone)
-        if body.get("stream", True) is False:
+        if body.get("stream", True) is False or plan.whole is not None:
             await _whole(ex, gen, plan)
         else:
             await _stream(ex, gen, plan)
@@ -248,6 +249,8 @@ async def _whole(ex: Exchange, gen, plan: faults.FaultPlan) -> None:
     metrics = ex.final_metrics(gen)
     data, ctype = ex.front.whole(content, "".join(wire.decode_piece(p) for p in parts["thinking"]),
                                  [c for calls in parts["tool_calls"] for c in calls], gen.done_reason, metrics)
+    if plan.whole is not None and plan.whole["pretty"]:
+        data = json.dumps(json.loads(data), indent=2, ensure_ascii=False).encode() + b"\n"
     if "malformed" in plan.kinds:
         data = data[: len(data) // 2]
     await ex.reply(200, data, ctype, result="completed", shaper=plan.shaper)

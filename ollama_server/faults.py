@@ -23,6 +23,9 @@ A fault spec is a JSON object with a ``kind``:
                       (or exactly its ``request``-th request, >= 2) after at least ``idle_ms`` idle;
                       the request is read, then the socket closes before any response byte (FIN,
                       or RST with ``reset``)
+``ignore_stream``     answer a ``stream: true`` request as ``stream: false`` (one whole object, as
+                      servers and proxies that ignore ``stream`` do); ``pretty: true`` indents it
+                      over several lines
 ====================  ========================================================================
 
 ``after`` counts lines (NDJSON lines, or SSE events on ``/v1``) already sent; a fault whose
@@ -40,7 +43,7 @@ import math
 from . import http, wire
 
 KINDS = ("status", "error_line", "cut", "truncate", "stall", "malformed", "long_line",
-         "split_lines", "trickle", "timing", "script", "stale_close")
+         "split_lines", "trickle", "timing", "script", "stale_close", "ignore_stream")
 CHAT_PATHS = ("/api/chat", "/v1/chat/completions")
 ENTRY_KEYS = frozenset(("kind", "count", "model", "path", "include_load", "all"))   # not part of a spec
 TIMING_KEYS = ("ttft_ms", "chunk_delay_ms", "load_ms", "pull_ms")
@@ -83,6 +86,8 @@ def parse_spec(spec) -> dict:
             raise FaultError("stall: 'seconds' must be a number >= 0")
         if out.setdefault("then", "continue") not in ("continue", "cut"):
             raise FaultError("stall: 'then' must be 'continue' or 'cut'")
+    if kind == "ignore_stream" and not isinstance(out.setdefault("pretty", False), bool):
+        raise FaultError("ignore_stream: 'pretty' must be true or false")
     if kind == "script":
         from .scripted import FIELDS              # here: scripted imports this module
         unknown = set(out) - FIELDS - ENTRY_KEYS
@@ -219,6 +224,7 @@ class FaultPlan:
         self.script = {}
         self.shaper = None
         self.actions: list[dict] = []
+        self.whole = next((s for s in specs if s["kind"] == "ignore_stream"), None)
         for s in specs:
             if s["kind"] == "timing":
                 self.timing.update({k: s[k] for k in TIMING_KEYS if k in s})

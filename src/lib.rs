@@ -49,7 +49,8 @@
 //!   `ToolExecutor` trait that `ros::tools` implements.
 //! * `ollama`: a typed Ollama client (no ROS): request/response types, the NDJSON line reader,
 //!   the error enum that names every failure; its `openai` wire speaks the OpenAI-compatible
-//!   API (`api: openai`: vLLM, llama.cpp's server, LiteLLM, ...) behind the same calls.
+//!   API (`api: openai`: vLLM, llama.cpp's server, LiteLLM, ...) behind the same calls, events or
+//!   one whole `chat.completion` body from a server that ignored `stream: true` (`openai::whole`).
 
 pub mod answer;
 pub mod bridge;

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ollama_server.testing import raw_request  # noqa: E402
+from ollama_server.testing import EmulatorError, raw_request  # noqa: E402
 from emulator_fixtures import fresh, module_emulator, openai_chat as v1  # noqa: E402,F401
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -175,6 +175,23 @@ def test_status_fault_and_error_events_on_this_path(emu):
     emu.push_fault({"kind": "error_line", "after": 0, "message": "no runner"})
     early = v1(emu, {"model": "llama3.2", "messages": USER, "stream": True})
     assert early.status == 500 and json.loads(early.body)["error"]["message"] == "no runner"
+
+
+def test_ignore_stream_answers_a_streamed_request_whole(emu):
+    emu.push_fault({"kind": "ignore_stream"})
+    compact = v1(emu, {"model": "llama3.2", "messages": USER, "stream": True})
+    emu.push_fault({"kind": "ignore_stream", "pretty": True})
+    pretty = v1(emu, {"model": "llama3.2", "messages": USER, "stream": True, "stream_options": {"include_usage": True}})
+    for got in (compact, pretty):
+        assert got.status == 200 and got.complete and got.header("Content-Type") == "application/json"
+        obj = json.loads(got.body)
+        assert obj["object"] == "chat.completion" and obj["choices"] == [
+            {"index": 0, "message": {"role": "assistant", "content": "Hello there, Sam!"}, "finish_reason": "stop"}]
+        assert obj["usage"]["completion_tokens"] > 0
+    assert compact.body.count(b"\n") == 1 and pretty.body.startswith(b"{\n  ") and pretty.body.count(b"\n") > 10
+    assert [r["faults"] for r in emu.requests("/v1/chat/completions")] == [["ignore_stream"]] * 2
+    with pytest.raises(EmulatorError, match="pretty"):
+        emu.push_fault({"kind": "ignore_stream", "pretty": "yes"})
 
 
 def test_cut_stall_and_malformed_on_this_path(emu):

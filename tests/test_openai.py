@@ -191,3 +191,26 @@ def test_openai_api_key_is_sent_as_bearer_and_never_shown(start_bridge, emu):
     requests = [r for r in emu.requests(path=None) if r["path"] in (V1, "/v1/models")]
     assert len(requests) >= 6 and all(r["headers"].get("authorization") == f"Bearer {KEY}" for r in requests)
     assert KEY not in node.log()
+
+
+@pytest.mark.parametrize("pretty", [False, True], ids=["compact", "pretty_printed"])
+def test_a_server_that_ignores_stream_answers_whole_and_the_answer_is_kept(start_bridge, emu, pretty):
+    emu.set_models({"llama3.2": {"reply": "One. Two, {last_user}. Three!"}})
+    node, ep = start_bridge(api="openai")
+    first = ask(ep, "first")
+    emu.push_fault({"kind": "ignore_stream", "pretty": pretty, "path": V1})
+    whole = ask(ep, "second")
+    third = ask(ep, "third")
+    logged = v1_requests(emu, 3)
+    assert len(emu.requests(path=V1)) == 3, "answered the first time, no retry"
+    assert logged[1]["faults"] == ["ignore_stream"] and logged[1]["body"]["stream"] is True
+    outcome = logged[1]["outcome"]
+    assert (whole.error, whole.done_reason, whole.text) == ("", outcome["done_reason"], "One. Two, second. Three!"), whole
+    assert (whole.eval_count, whole.prompt_eval_count) == (outcome["eval_count"], outcome["prompt_eval_count"])
+    assert whole.eval_count > 0 and whole.total_duration_ns > 0
+    parts = joined_partials(ep, whole)
+    assert whole.chunk_count == len(parts) >= 1
+    assert messages(logged[2]["body"]) == conversation(("first", first.text), ("second", whole.text), then="third")
+    spoken = ep.texts.wait_count(3, 10, "response_text of the three answers")
+    assert [t.data for t in spoken] == [first.text, whole.text, third.text]
+    node.assert_healthy()

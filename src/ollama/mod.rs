@@ -26,8 +26,9 @@
 //! * `params`, `keep_alive`: the polymorphic request fields [`Format`], [`Think`] and
 //!   [`KeepAlive`], with hand-written serde and parsers for parameter strings.
 //! * `error`: [`OllamaError`], one variant per fault (connect, status, stall, truncation, ...).
-//! * `openai`: the OpenAI-compatible wire (`/v1/chat/completions` as server-sent events,
-//!   `/v1/models`) mapped to the same requests, chunks and errors; [`Client`] switches to it
+//! * `openai`: the OpenAI-compatible wire (`/v1/chat/completions` as server-sent events, or one
+//!   whole `chat.completion` body when a server ignored `stream: true`; `/v1/models`) mapped to
+//!   the same requests, chunks and errors; [`Client`] switches to it
 //!   when [`ClientConfig::api`] is [`Api::OpenAi`].
 //!
 //! Tests: unit tests in each file; `chunk_tests` (a table of line variants, in memory);

@@ -17,7 +17,9 @@
 //!
 //! An OpenAI-compatible server's answer (`api: openai`) is read by the same stream with the SSE
 //! decoder of `openai::sse`: events instead of lines, `data: [DONE]` instead of `done: true`; a
-//! body that ends without `[DONE]` or a `finish_reason` is cut ([`OllamaError::Truncated`]).
+//! body that ends without `[DONE]` or a `finish_reason` is cut ([`OllamaError::Truncated`]). A
+//! server that ignored `stream: true` and sent one `chat.completion` object gives its whole
+//! answer in one final chunk when the body ends (`openai::whole`).
 
 use std::fmt;
 use std::pin::Pin;
@@ -260,10 +262,13 @@ impl ChatStream {
     /// a retryable cut.
     fn on_end(&mut self) -> Result<ChatChunk, OllamaError> {
         if let Decoder::Sse(sse) = &mut self.decoder {
-            return match sse.end() {
+            let end = sse.end();
+            let whole = sse.reads_whole_body();
+            return match end {
                 Ok(Some(last)) => self.on_result(Ok(last)),
                 Ok(None) => Err(self.truncated("the event stream ended without data: [DONE]")),
-                Err(OllamaError::Protocol(_)) => Err(self.truncated("connection closed mid-event")),
+                // a whole JSON answer says itself whether it was cut or is not JSON
+                Err(OllamaError::Protocol(_)) if !whole => Err(self.truncated("connection closed mid-event")),
                 Err(e) => self.on_result(Err(e)),
             };
         }

@@ -6,6 +6,8 @@
 //!   `format`).
 //! * `sse`: the streamed answer (server-sent events) as chunks, with the counts and measured
 //!   durations on the final one.
+//! * `whole`: the answer of a server that ignored `stream: true` (one `chat.completion`
+//!   object), read when the body ends into one final chunk.
 //! * here: the calls. `chat_stream` → `/v1/chat/completions`; `tags` → the ids of `/v1/models`;
 //!   `ps` → the same (an engine serves the models it has loaded); `show` → the model's entry:
 //!   its context length from `max_model_len` (vLLM) or `meta.n_ctx` (llama.cpp's server), its
@@ -18,11 +20,14 @@
 
 mod request;
 mod sse;
+mod whole;
 
 #[cfg(test)]
 mod sse_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod whole_tests;
 
 pub(crate) use sse::SseDecoder;
 

@@ -23,6 +23,10 @@
 //! * an event with an `error` (`{"error": {"message": ..}}`) fails the answer with
 //!   [`OllamaError::Server`]. Events with nothing to say (the role-only first delta, the usage
 //!   chunk) give no chunk.
+//!
+//! A body that is one `chat.completion` object instead of events (a server or proxy that
+//! ignored `stream: true`) is read by `whole` when it ends, into one final chunk; one event whose
+//! choice has a whole `message` instead of a `delta` is read as a delta.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -34,6 +38,8 @@ use crate::ollama::error::OllamaError;
 use crate::ollama::send::error_text;
 use crate::ollama::stream::excerpt;
 use crate::ollama::types::{ToolCall, ToolCallFunction};
+
+use super::whole;
 
 /// A tool call being assembled from its pieces.
 #[derive(Debug, Default)]
@@ -63,6 +69,10 @@ pub(crate) struct SseDecoder {
     first_at: Option<Instant>,
     /// Set once the final chunk was made.
     done: bool,
+    /// A line other than a blank or a comment was read.
+    started: bool,
+    /// The body is one JSON object, not events (see `whole`): its lines so far.
+    whole: Option<String>,
 }
 
 impl SseDecoder {
@@ -78,17 +88,26 @@ impl SseDecoder {
             sent_at,
             first_at: None,
             done: false,
+            started: false,
+            whole: None,
         }
     }
 
     /// One line (without its terminator; empty = the end of an event). `Ok(Some)` when the line
     /// completed an event that says something.
     pub(crate) fn line(&mut self, line: &[u8]) -> Result<Option<ChatChunk>, OllamaError> {
+        if let Some(body) = &mut self.whole {
+            return whole::push(body, line).map(|()| None);
+        }
         if line.is_empty() {
             return self.dispatch();
         }
         if line.starts_with(b":") {
             return Ok(None);
+        }
+        if !std::mem::replace(&mut self.started, true) && whole::starts_object(line) {
+            log::debug!("the answer for {} is one JSON object, not events: the server ignored stream: true", self.model);
+            return whole::push(self.whole.insert(String::new()), line).map(|()| None);
         }
         let text = String::from_utf8_lossy(line);
         let (field, value) = match text.split_once(':') {
@@ -115,6 +134,9 @@ impl SseDecoder {
     /// The body ended: the event still being read counts, then the final chunk if the server
     /// said why the answer finished but not `[DONE]`. `Ok(None)`: the answer was cut.
     pub(crate) fn end(&mut self) -> Result<Option<ChatChunk>, OllamaError> {
+        if let Some(body) = self.whole.as_mut().map(std::mem::take) {
+            return self.whole_answer(&body).map(Some);
+        }
         if let Some(chunk) = self.dispatch()? {
             return Ok(Some(chunk));
         }
@@ -122,6 +144,26 @@ impl SseDecoder {
             return Ok(None);
         }
         Ok(Some(self.final_chunk()))
+    }
+
+    /// True once the body turned out to be one JSON object (see `whole`).
+    pub(crate) fn reads_whole_body(&self) -> bool {
+        self.whole.is_some()
+    }
+
+    /// The final chunk of a whole `chat.completion` body: everything it says at once.
+    fn whole_answer(&mut self, body: &str) -> Result<ChatChunk, OllamaError> {
+        let answer = whole::read(body)?;
+        self.add_call_parts(&answer.calls);
+        self.finish = answer.finish;
+        self.usage = answer.usage;
+        let mut last = self.final_chunk();
+        if !answer.content.is_empty() || !answer.thinking.is_empty() {
+            let message = last.message.get_or_insert_with(|| ResponseMessage { role: "assistant".into(), ..ResponseMessage::default() });
+            message.content = answer.content;
+            message.thinking = answer.thinking;
+        }
+        Ok(last)
     }
 
     /// Ends the event being read and decodes it.
@@ -164,7 +206,8 @@ impl SseDecoder {
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish = Some(reason.to_owned());
         }
-        let delta = choice.get("delta")?.as_object()?;
+        // `message`: a proxy that sends the whole answer as one event
+        let delta = choice.get("delta").or_else(|| choice.get("message"))?.as_object()?;
         let text = |key: &str| delta.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
         let content = text("content");
         let thinking = [text("reasoning_content"), text("reasoning")].concat();

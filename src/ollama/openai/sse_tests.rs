@@ -35,7 +35,7 @@ fn answer() -> String {
 }
 
 /// Drains a stream fed `parts`: its chunks and the error that ended it.
-async fn drain_parts(parts: Vec<Vec<u8>>) -> (Vec<ChatChunk>, Option<OllamaError>) {
+pub(super) async fn drain_parts(parts: Vec<Vec<u8>>) -> (Vec<ChatChunk>, Option<OllamaError>) {
     let body = futures::stream::iter(parts.into_iter().map(|p| Ok::<_, String>(Bytes::from(p))));
     let limits = Limits::chat(Duration::from_secs(5), Duration::from_secs(5));
     let mut stream = ChatStream::sse_from_byte_stream(body, limits, "smollm2:135m");
